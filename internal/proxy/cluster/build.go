@@ -1,0 +1,210 @@
+package cluster
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"strconv"
+	"time"
+
+	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
+	httpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/upstreams/http/v3"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/trellis-mesh/trellis/internal/proxy/cluster/lb"
+	"github.com/trellis-mesh/trellis/internal/proxy/tlsx"
+)
+
+// Envoy's defaults.
+const (
+	DefaultConnectTimeout = 5 * time.Second
+	DefaultDNSRefresh     = 5 * time.Second
+	DefaultIdleTimeout    = time.Hour
+)
+
+const httpOptionsKey = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
+
+func (m *Manager) build(pc *clusterv3.Cluster, secrets tlsx.Secrets) (*Cluster, error) {
+	c := &Cluster{Name: pc.GetName(), ConnectTimeout: DefaultConnectTimeout, Scheme: "http", mgr: m}
+	if t := pc.GetConnectTimeout(); t != nil {
+		c.ConnectTimeout = t.AsDuration()
+	}
+	var errs []error
+	fail := func(format string, a ...any) { errs = append(errs, fmt.Errorf(format, a...)) }
+
+	switch pc.GetType() {
+	case clusterv3.Cluster_STATIC:
+		c.Kind = Static
+	case clusterv3.Cluster_STRICT_DNS:
+		c.Kind = StrictDNS
+	case clusterv3.Cluster_LOGICAL_DNS:
+		c.Kind = LogicalDNS
+	default:
+		fail("type: %v not supported (STATIC, STRICT_DNS, LOGICAL_DNS)", pc.GetType())
+	}
+	if pc.GetClusterDiscoveryType() == nil {
+		c.Kind = Static // Envoy's default type is STATIC
+	}
+	var err error
+	if c.policy, err = policyFor(pc); err != nil {
+		errs = append(errs, err)
+	}
+
+	tc := transportConfig{
+		connectTimeout: c.ConnectTimeout,
+		idleTimeout:    DefaultIdleTimeout,
+		bufferLimit:    int(pc.GetPerConnectionBufferLimitBytes().GetValue()),
+		protocol:       protoHTTP1,
+	}
+	if ts := pc.GetTransportSocket(); ts != nil {
+		up := &tlsv3.UpstreamTlsContext{}
+		if ts.GetTypedConfig().MessageIs(up) {
+			if err := ts.GetTypedConfig().UnmarshalTo(up); err != nil {
+				fail("transport_socket.typed_config: %v", err)
+			} else if tc.tls, err = tlsx.ClientConfig(up, secrets); err != nil {
+				fail("transport_socket.typed_config.%v", err)
+			}
+			key, _ := proto.MarshalOptions{Deterministic: true}.Marshal(up)
+			tc.tlsKey = string(key)
+			c.Scheme = "https"
+		} else {
+			fail("transport_socket.typed_config: %s not supported", ts.GetTypedConfig().GetTypeUrl())
+		}
+	}
+	for k, v := range pc.GetTypedExtensionProtocolOptions() {
+		if k != httpOptionsKey {
+			fail("typed_extension_protocol_options[%q]: not supported", k)
+			continue
+		}
+		opts := &httpv3.HttpProtocolOptions{}
+		if err := v.UnmarshalTo(opts); err != nil {
+			fail("typed_extension_protocol_options[%q]: %v", k, err)
+			continue
+		}
+		if err := tc.applyHTTPOptions(opts); err != nil {
+			fail("typed_extension_protocol_options[%q].%v", k, err)
+		}
+	}
+	c.pools = m.poolsFor(c.Name, tc)
+
+	if err := c.buildEndpoints(pc); err != nil {
+		errs = append(errs, err)
+	}
+	if c.Kind != Static {
+		c.dns = &dnsConfig{refresh: DefaultDNSRefresh, family: pc.GetDnsLookupFamily()}
+		if r := pc.GetDnsRefreshRate(); r != nil {
+			c.dns.refresh = r.AsDuration()
+		}
+	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	return c, nil
+}
+
+func (tc *transportConfig) applyHTTPOptions(o *httpv3.HttpProtocolOptions) error {
+	if cp := o.GetCommonHttpProtocolOptions(); cp != nil && cp.GetIdleTimeout() != nil {
+		tc.idleTimeout = cp.GetIdleTimeout().AsDuration()
+	}
+	var h2 *corev3.Http2ProtocolOptions
+	switch p := o.GetUpstreamProtocolOptions().(type) {
+	case *httpv3.HttpProtocolOptions_ExplicitHttpConfig_:
+		if h2 = p.ExplicitHttpConfig.GetHttp2ProtocolOptions(); h2 != nil {
+			tc.protocol = protoHTTP2
+		} else {
+			tc.protocol = protoHTTP1
+		}
+	case *httpv3.HttpProtocolOptions_AutoConfig:
+		tc.protocol, h2 = protoAuto, p.AutoConfig.GetHttp2ProtocolOptions()
+	case *httpv3.HttpProtocolOptions_UseDownstreamProtocolConfig:
+		tc.protocol, h2 = protoDownstream, p.UseDownstreamProtocolConfig.GetHttp2ProtocolOptions()
+	case nil:
+	default:
+		return fmt.Errorf("upstream_protocol_options %T: not supported", p)
+	}
+	if h2 != nil {
+		if h2.GetMaxConcurrentStreams() != nil {
+			return errors.New("http2_protocol_options.max_concurrent_streams: not supported on clusters (the upstream server's limit applies)")
+		}
+		tc.h2StreamWindow = int32(h2.GetInitialStreamWindowSize().GetValue())
+		tc.h2ConnWindow = int32(h2.GetInitialConnectionWindowSize().GetValue())
+	}
+	return nil
+}
+
+func policyFor(pc *clusterv3.Cluster) (lb.Policy, error) {
+	switch pc.GetLbPolicy() {
+	case clusterv3.Cluster_ROUND_ROBIN:
+		return lb.RoundRobin(), nil
+	case clusterv3.Cluster_LEAST_REQUEST:
+		lc := pc.GetLeastRequestLbConfig()
+		bias := 1.0
+		if b := lc.GetActiveRequestBias(); b != nil {
+			bias = b.GetDefaultValue()
+		}
+		return lb.LeastRequest(lc.GetChoiceCount().GetValue(), bias), nil
+	case clusterv3.Cluster_RANDOM:
+		return lb.Random(), nil
+	case clusterv3.Cluster_RING_HASH:
+		rc := pc.GetRingHashLbConfig()
+		if rc.GetHashFunction() != clusterv3.Cluster_RingHashLbConfig_XX_HASH {
+			return nil, errors.New("ring_hash_lb_config.hash_function: only XX_HASH is supported")
+		}
+		minSize, maxSize := rc.GetMinimumRingSize().GetValue(), rc.GetMaximumRingSize().GetValue()
+		if err := lb.ValidateRingHash(minSize, maxSize); err != nil {
+			return nil, fmt.Errorf("ring_hash_lb_config.%w", err)
+		}
+		return lb.RingHash(minSize, maxSize), nil
+	case clusterv3.Cluster_MAGLEV:
+		size := pc.GetMaglevLbConfig().GetTableSize().GetValue()
+		if err := lb.ValidateMaglev(size); err != nil {
+			return nil, fmt.Errorf("maglev_lb_config.%w", err)
+		}
+		return lb.Maglev(size), nil
+	}
+	return nil, fmt.Errorf("lb_policy: %v not supported", pc.GetLbPolicy())
+}
+
+func (c *Cluster) buildEndpoints(pc *clusterv3.Cluster) error {
+	var errs []error
+	la := pc.GetLoadAssignment()
+	for i, le := range la.GetEndpoints() {
+		loc := le.GetLocality()
+		locName := loc.GetRegion() + "/" + loc.GetZone() + "/" + loc.GetSubZone()
+		if loc == nil {
+			locName = ""
+		}
+		for j, e := range le.GetLbEndpoints() {
+			path := fmt.Sprintf("load_assignment.endpoints[%d].lb_endpoints[%d]", i, j)
+			switch e.GetHealthStatus() {
+			case corev3.HealthStatus_UNHEALTHY, corev3.HealthStatus_DRAINING, corev3.HealthStatus_TIMEOUT:
+				continue // Envoy: such hosts receive no traffic
+			}
+			sa := e.GetEndpoint().GetAddress().GetSocketAddress()
+			if sa == nil {
+				errs = append(errs, fmt.Errorf("%s.endpoint.address.socket_address: required", path))
+				continue
+			}
+			if c.Kind == Static && net.ParseIP(sa.GetAddress()) == nil {
+				errs = append(errs, fmt.Errorf("%s.endpoint.address.socket_address.address: %q is not an IP address (a STATIC cluster needs IPs; use STRICT_DNS for names)", path, sa.GetAddress()))
+				continue
+			}
+			w := e.GetLoadBalancingWeight().GetValue()
+			if w == 0 {
+				w = 1
+			}
+			c.endpoints = append(c.endpoints, endpointSpec{
+				host: sa.GetAddress(), port: strconv.Itoa(int(sa.GetPortValue())),
+				hostname: e.GetEndpoint().GetHostname(), weight: w,
+				priority: le.GetPriority(), locality: locName,
+			})
+		}
+	}
+	if c.Kind == LogicalDNS && len(c.endpoints) != 1 {
+		errs = append(errs, errors.New("load_assignment: a LOGICAL_DNS cluster needs exactly one endpoint"))
+	}
+	return errors.Join(errs...)
+}

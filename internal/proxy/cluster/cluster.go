@@ -1,0 +1,114 @@
+package cluster
+
+import (
+	"net/http"
+	"sync/atomic"
+	"time"
+
+	"github.com/trellis-mesh/trellis/internal/proxy/cluster/lb"
+	"github.com/trellis-mesh/trellis/internal/telemetry/metrics"
+)
+
+// Kind is the cluster discovery type.
+type Kind uint8
+
+// The supported discovery types.
+const (
+	Static Kind = iota
+	StrictDNS
+	LogicalDNS
+)
+
+func (k Kind) String() string {
+	return [...]string{"STATIC", "STRICT_DNS", "LOGICAL_DNS"}[k]
+}
+
+// Cluster is one upstream cluster of a snapshot.
+type Cluster struct {
+	Name           string
+	Kind           Kind
+	ConnectTimeout time.Duration
+	// Scheme is "https" when the cluster has an upstream TLS context.
+	Scheme string
+	Stats  *metrics.Cluster
+
+	policy    lb.Policy
+	endpoints []endpointSpec // as configured (DNS names unresolved)
+	state     atomic.Pointer[hostSet]
+	pools     *pools
+	dns       *dnsConfig
+	mgr       *Manager
+}
+
+// endpointSpec is one configured lb_endpoint.
+type endpointSpec struct {
+	host     string // IP or DNS name
+	port     string
+	hostname string // endpoint.hostname
+	weight   uint32
+	priority uint32
+	locality string
+}
+
+// hostSet is one version of the cluster's hosts with its picker.
+type hostSet struct {
+	all    []HostStatus // every host, all priorities, for /clusters
+	picker lb.Picker
+}
+
+// HostStatus describes one host for the admin /clusters page.
+type HostStatus struct {
+	Host     *lb.Host
+	Weight   uint32
+	Priority uint32
+	Locality string
+}
+
+// Pick chooses a host for a request, or returns nil when the cluster has
+// no host that may receive traffic.
+func (c *Cluster) Pick(req *lb.Request) *lb.Host {
+	s := c.state.Load()
+	if s == nil || s.picker == nil {
+		return nil
+	}
+	return s.picker.Pick(req)
+}
+
+// Hosts returns the cluster's current hosts.
+func (c *Cluster) Hosts() []HostStatus {
+	if s := c.state.Load(); s != nil {
+		return s.all
+	}
+	return nil
+}
+
+// Transport returns the round tripper for a request arriving over the
+// downstream protocol major version (1 or 2); it only matters for clusters
+// with use_downstream_protocol_config.
+func (c *Cluster) Transport(downstreamMajor int) http.RoundTripper {
+	if downstreamMajor == 2 && c.pools.h2 != nil {
+		return c.pools.h2
+	}
+	return c.pools.main
+}
+
+// setMembers rebuilds the picker from resolved members.
+func (c *Cluster) setMembers(all []HostStatus) {
+	s := &hostSet{all: all}
+	// Traffic goes to the lowest priority level that has hosts (Envoy's
+	// priority order; health-based spill-over is done by the health checker).
+	best := -1
+	for _, h := range all {
+		if best < 0 || int(h.Priority) < best {
+			best = int(h.Priority)
+		}
+	}
+	var members []lb.Member
+	for _, h := range all {
+		if int(h.Priority) == best {
+			members = append(members, lb.Member{Host: h.Host, Weight: h.Weight})
+		}
+	}
+	s.picker = c.policy.Build(members)
+	c.state.Store(s)
+}

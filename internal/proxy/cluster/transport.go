@@ -1,0 +1,159 @@
+package cluster
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"net"
+	"net/http"
+	"reflect"
+	"sync"
+	"time"
+
+	"github.com/trellis-mesh/trellis/internal/telemetry/metrics"
+)
+
+type protocol uint8
+
+const (
+	protoHTTP1 protocol = iota
+	protoHTTP2
+	protoAuto       // ALPN over TLS, HTTP/1.1 in plaintext (Envoy auto_config)
+	protoDownstream // same major version as the downstream request
+)
+
+// transportConfig is everything that shapes a cluster's connection pool.
+// Two equal configs share a pool across snapshots.
+type transportConfig struct {
+	connectTimeout time.Duration
+	idleTimeout    time.Duration
+	bufferLimit    int
+	protocol       protocol
+	tls            *tls.Config
+	tlsKey         string // deterministic encoding of the UpstreamTlsContext
+	h2StreamWindow int32
+	h2ConnWindow   int32
+}
+
+func (a transportConfig) equal(b transportConfig) bool {
+	ta, tb := a.tls, b.tls
+	a.tls, b.tls = nil, nil
+	if a != b {
+		return false
+	}
+	// Same TLS context document (tlsKey) and same certificate contents:
+	// the configs verify and present the same things.
+	return (ta == nil) == (tb == nil) && (ta == nil || reflect.DeepEqual(ta.Certificates, tb.Certificates))
+}
+
+// pools are the connection pools of one cluster.
+type pools struct {
+	cfg  transportConfig
+	main *http.Transport
+	h2   *http.Transport // only for protoDownstream
+	refs int
+}
+
+// ConnectError marks an error that happened while connecting to an
+// upstream host (Envoy's UF), as opposed to after the connection was up.
+type ConnectError struct{ Err error }
+
+func (e *ConnectError) Error() string { return "upstream connect error: " + e.Err.Error() }
+func (e *ConnectError) Unwrap() error { return e.Err }
+
+// IsConnectError reports whether err came from connecting to the upstream.
+func IsConnectError(err error) bool {
+	var ce *ConnectError
+	return errors.As(err, &ce)
+}
+
+func newPools(cfg transportConfig, stats func() *metrics.Cluster) *pools {
+	p := &pools{cfg: cfg}
+	switch cfg.protocol {
+	case protoDownstream:
+		p.main = newTransport(cfg, protoHTTP1, stats)
+		p.h2 = newTransport(cfg, protoHTTP2, stats)
+	default:
+		p.main = newTransport(cfg, cfg.protocol, stats)
+	}
+	return p
+}
+
+func newTransport(cfg transportConfig, proto protocol, stats func() *metrics.Cluster) *http.Transport {
+	d := &net.Dialer{Timeout: cfg.connectTimeout, KeepAlive: 30 * time.Second}
+	t := &http.Transport{
+		Proxy: nil,
+		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			s := stats()
+			c, err := d.DialContext(ctx, network, addr)
+			if err != nil {
+				s.ConnectFail.Inc()
+				return nil, &ConnectError{Err: err}
+			}
+			s.Connections.Inc()
+			s.Active.Inc()
+			return &countedConn{Conn: c, active: s}, nil
+		},
+		// Pools are sized to concurrency: Go's default of 2 idle
+		// connections per host makes a busy proxy reconnect constantly.
+		MaxIdleConns:          0,
+		MaxIdleConnsPerHost:   4096,
+		IdleConnTimeout:       cfg.idleTimeout,
+		TLSHandshakeTimeout:   cfg.connectTimeout,
+		DisableCompression:    true, // a proxy must not add Accept-Encoding
+		ExpectContinueTimeout: 0,
+		ReadBufferSize:        cfg.bufferLimit,
+		WriteBufferSize:       cfg.bufferLimit,
+		TLSClientConfig:       cfg.tls,
+		HTTP2: &http.HTTP2Config{
+			MaxReceiveBufferPerStream:     int(cfg.h2StreamWindow),
+			MaxReceiveBufferPerConnection: int(cfg.h2ConnWindow),
+		},
+	}
+	var ps http.Protocols
+	switch proto {
+	case protoHTTP1:
+		ps.SetHTTP1(true)
+	case protoHTTP2:
+		if cfg.tls != nil {
+			ps.SetHTTP2(true)
+		} else {
+			ps.SetUnencryptedHTTP2(true)
+		}
+	case protoAuto:
+		ps.SetHTTP1(true)
+		if cfg.tls != nil {
+			ps.SetHTTP2(true)
+		}
+	}
+	t.Protocols = &ps
+	if cfg.tls != nil {
+		tc := cfg.tls.Clone()
+		if proto == protoHTTP2 {
+			tc.NextProtos = []string{"h2"}
+		} else if proto == protoAuto && len(tc.NextProtos) == 0 {
+			tc.NextProtos = []string{"h2", "http/1.1"}
+		}
+		t.TLSClientConfig = tc
+	}
+	return t
+}
+
+// countedConn decrements the active-connections gauge once on Close.
+type countedConn struct {
+	net.Conn
+	active *metrics.Cluster
+	once   sync.Once
+}
+
+func (c *countedConn) Close() error {
+	c.once.Do(func() { c.active.Active.Dec() })
+	return c.Conn.Close()
+}
+
+func (p *pools) closeIdle() {
+	p.main.CloseIdleConnections()
+	if p.h2 != nil {
+		p.h2.CloseIdleConnections()
+	}
+}

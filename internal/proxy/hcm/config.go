@@ -1,0 +1,264 @@
+package hcm
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"strings"
+	"time"
+
+	accesslogv3 "github.com/envoyproxy/go-control-plane/envoy/config/accesslog/v3"
+	filev3 "github.com/envoyproxy/go-control-plane/envoy/extensions/access_loggers/file/v3"
+	streamv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/access_loggers/stream/v3"
+	routerv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/router/v3"
+	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+
+	"github.com/trellis-mesh/trellis/internal/proxy/cluster"
+	"github.com/trellis-mesh/trellis/internal/proxy/route"
+	"github.com/trellis-mesh/trellis/internal/telemetry/accesslog"
+	"github.com/trellis-mesh/trellis/internal/telemetry/metrics"
+	"github.com/trellis-mesh/trellis/internal/xds/decode"
+)
+
+// Codec is the downstream codec_type.
+type Codec uint8
+
+// The codec types.
+const (
+	CodecAuto Codec = iota
+	CodecHTTP1
+	CodecHTTP2
+)
+
+// Defaults, as Envoy documents them (server name is Trellis').
+const (
+	DefaultServerName        = "trellis"
+	DefaultIdleTimeout       = time.Hour
+	DefaultStreamIdleTimeout = 5 * time.Minute
+	DefaultMaxStreams        = 1024
+	maxHeaderBytes           = 60 << 10 // Envoy: max_request_headers_kb 60
+)
+
+// ServerSettings are the connection-level settings of a connection
+// manager. A change in them needs a new Server; anything else is swapped
+// in place.
+type ServerSettings struct {
+	Codec                 Codec
+	IdleTimeout           time.Duration
+	RequestTimeout        time.Duration
+	RequestHeadersTimeout time.Duration
+	MaxConcurrentStreams  uint32
+	StreamWindow          uint32
+	ConnWindow            uint32
+}
+
+// Config is one connection manager of one snapshot. It is immutable.
+type Config struct {
+	Listener   string
+	StatPrefix string
+	Server     ServerSettings
+
+	Routes    *route.Table
+	RouteOpts route.Options
+	Clusters  *cluster.Set
+
+	UseRemoteAddress          bool
+	XFFTrustedHops            int
+	SkipXFFAppend             bool
+	GenerateRequestID         bool
+	PreserveExternalRequestID bool
+	ServerName                string
+	ServerHeader              hcmv3.HttpConnectionManager_ServerHeaderTransformation
+	Via                       string
+	Upgrades                  map[string]bool // lower-case upgrade type → enabled
+	StreamIdleTimeout         time.Duration
+
+	AccessLogs []*accesslog.Logger
+	Stats      *metrics.HTTP
+	RouteStats []*metrics.Route // by route.Route.ID
+}
+
+// Deps are what Build needs from the snapshot being built.
+type Deps struct {
+	Listener     string
+	ListenerAddr string
+	Clusters     *cluster.Set
+	Metrics      *metrics.Registry
+	Sinks        *accesslog.Sinks
+}
+
+// Build translates an HttpConnectionManager. Errors name fields below it.
+func Build(pb *hcmv3.HttpConnectionManager, d Deps) (*Config, error) {
+	c := &Config{
+		Listener:          d.Listener,
+		StatPrefix:        pb.GetStatPrefix(),
+		Clusters:          d.Clusters,
+		UseRemoteAddress:  pb.GetUseRemoteAddress().GetValue(),
+		XFFTrustedHops:    int(pb.GetXffNumTrustedHops()),
+		SkipXFFAppend:     pb.GetSkipXffAppend(),
+		GenerateRequestID: pb.GetGenerateRequestId() == nil || pb.GetGenerateRequestId().GetValue(),
+		ServerName:        DefaultServerName,
+		ServerHeader:      pb.GetServerHeaderTransformation(),
+		Via:               pb.GetVia(),
+		StreamIdleTimeout: DefaultStreamIdleTimeout,
+		Stats:             d.Metrics.HTTP(pb.GetStatPrefix()),
+	}
+	c.PreserveExternalRequestID = pb.GetPreserveExternalRequestId()
+	if pb.GetServerName() != "" {
+		c.ServerName = pb.GetServerName()
+	}
+	var errs []error
+	fail := func(format string, a ...any) { errs = append(errs, fmt.Errorf(format, a...)) }
+
+	s := &c.Server
+	switch pb.GetCodecType() {
+	case hcmv3.HttpConnectionManager_AUTO:
+		s.Codec = CodecAuto
+	case hcmv3.HttpConnectionManager_HTTP1:
+		s.Codec = CodecHTTP1
+	case hcmv3.HttpConnectionManager_HTTP2:
+		s.Codec = CodecHTTP2
+	default:
+		fail("codec_type: %v not supported", pb.GetCodecType())
+	}
+	s.IdleTimeout = DefaultIdleTimeout
+	if t := pb.GetCommonHttpProtocolOptions().GetIdleTimeout(); t != nil {
+		s.IdleTimeout = t.AsDuration()
+	}
+	s.RequestTimeout = pb.GetRequestTimeout().AsDuration()
+	s.RequestHeadersTimeout = pb.GetRequestHeadersTimeout().AsDuration()
+	if t := pb.GetStreamIdleTimeout(); t != nil {
+		c.StreamIdleTimeout = t.AsDuration()
+	}
+	s.MaxConcurrentStreams = DefaultMaxStreams
+	if h2 := pb.GetHttp2ProtocolOptions(); h2 != nil {
+		if v := h2.GetMaxConcurrentStreams(); v != nil {
+			s.MaxConcurrentStreams = v.GetValue()
+		}
+		s.StreamWindow = h2.GetInitialStreamWindowSize().GetValue()
+		s.ConnWindow = h2.GetInitialConnectionWindowSize().GetValue()
+	}
+	if _, port, err := net.SplitHostPort(d.ListenerAddr); err == nil {
+		c.RouteOpts.ListenerPort = port
+	}
+	c.RouteOpts.StripAnyHostPort = pb.GetStripAnyHostPort()
+	c.RouteOpts.StripMatchingHostPort = pb.GetStripMatchingHostPort()
+
+	for i, u := range pb.GetUpgradeConfigs() {
+		if u.GetUpgradeType() == "" {
+			fail("upgrade_configs[%d].upgrade_type: required", i)
+			continue
+		}
+		if strings.EqualFold(u.GetUpgradeType(), "CONNECT") {
+			fail("upgrade_configs[%d].upgrade_type: CONNECT not supported", i)
+			continue
+		}
+		if c.Upgrades == nil {
+			c.Upgrades = map[string]bool{}
+		}
+		c.Upgrades[strings.ToLower(u.GetUpgradeType())] = u.GetEnabled() == nil || u.GetEnabled().GetValue()
+	}
+
+	if err := checkFilters(pb); err != nil {
+		errs = append(errs, err)
+	}
+
+	switch rs := pb.GetRouteSpecifier().(type) {
+	case *hcmv3.HttpConnectionManager_RouteConfig:
+		t, err := route.Compile(rs.RouteConfig)
+		if err != nil {
+			errs = append(errs, decode.PrefixErrors("route_config", err))
+		} else {
+			c.Routes = t
+		}
+	default:
+		fail("route_specifier: route_config is required (rds and scoped routes are not supported in static configuration)")
+	}
+
+	for i, al := range pb.GetAccessLog() {
+		l, err := OpenAccessLog(al, d.Sinks)
+		if err != nil {
+			fail("access_log[%d].%v", i, err)
+			continue
+		}
+		c.AccessLogs = append(c.AccessLogs, l)
+	}
+	if c.Routes != nil {
+		errs = append(errs, checkClusters(c.Routes, d.Clusters)...)
+	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	vhName := func(rt *route.Route) string {
+		if rt.VirtualHost != nil {
+			return rt.VirtualHost.Name
+		}
+		return ""
+	}
+	for _, rt := range c.Routes.Routes {
+		c.RouteStats = append(c.RouteStats, d.Metrics.Route(c.StatPrefix, vhName(rt), rt.Name))
+	}
+	return c, nil
+}
+
+// checkClusters reports routes naming clusters that do not exist: Envoy's
+// validate_clusters, which defaults to true for an inline route_config.
+func checkClusters(t *route.Table, cs *cluster.Set) []error {
+	var errs []error
+	for _, rt := range t.Routes {
+		names := []string{rt.Cluster}
+		for _, w := range rt.Weighted {
+			names = append(names, w.Name)
+		}
+		for _, n := range names {
+			if n != "" && cs.Get(n) == nil {
+				errs = append(errs, fmt.Errorf("route_config: route %q of virtual host %q names cluster %q, which is not defined", rt.Name, rt.VirtualHost.Name, n))
+			}
+		}
+	}
+	return errs
+}
+
+// checkFilters checks http_filters: Trellis implements the router; it
+// must be present and last (Envoy requires a terminal filter).
+func checkFilters(pb *hcmv3.HttpConnectionManager) error {
+	fs := pb.GetHttpFilters()
+	if len(fs) == 0 {
+		return errors.New("http_filters: the router filter (envoy.filters.http.router) is required")
+	}
+	for i, f := range fs {
+		isRouter := f.GetTypedConfig().MessageIs(&routerv3.Router{}) ||
+			(f.GetTypedConfig() == nil && f.GetName() == "envoy.filters.http.router")
+		if !isRouter {
+			return fmt.Errorf("http_filters[%d]: filter %q not supported", i, f.GetName())
+		}
+		if i != len(fs)-1 {
+			return fmt.Errorf("http_filters[%d]: the router must be the last filter", i)
+		}
+	}
+	return nil
+}
+
+// OpenAccessLog opens the sink of an Envoy AccessLog (file, stdout, stderr).
+func OpenAccessLog(al *accesslogv3.AccessLog, sinks *accesslog.Sinks) (*accesslog.Logger, error) {
+	if al.GetFilter() != nil {
+		return nil, errors.New("filter: not supported")
+	}
+	tc := al.GetTypedConfig()
+	switch {
+	case tc.MessageIs(&filev3.FileAccessLog{}):
+		f := &filev3.FileAccessLog{}
+		if err := tc.UnmarshalTo(f); err != nil {
+			return nil, fmt.Errorf("typed_config: %w", err)
+		}
+		if f.GetPath() == "" {
+			return nil, errors.New("typed_config.path: required")
+		}
+		return sinks.Open(f.GetPath())
+	case tc.MessageIs(&streamv3.StdoutAccessLog{}):
+		return sinks.Open("/dev/stdout")
+	case tc.MessageIs(&streamv3.StderrAccessLog{}):
+		return sinks.Open("/dev/stderr")
+	}
+	return nil, fmt.Errorf("typed_config: %s not supported", tc.GetTypeUrl())
+}

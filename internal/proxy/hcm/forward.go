@@ -1,0 +1,227 @@
+package hcm
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/trellis-mesh/trellis/internal/proxy/cluster"
+	"github.com/trellis-mesh/trellis/internal/proxy/cluster/lb"
+	"github.com/trellis-mesh/trellis/internal/proxy/route"
+	"github.com/trellis-mesh/trellis/internal/telemetry/accesslog"
+)
+
+var (
+	errRouteTimeout = errors.New("route timeout")
+	errStreamIdle   = errors.New("stream idle timeout")
+)
+
+var bufPool = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
+
+// forward is the router filter: pick a cluster and host, send the request
+// upstream and stream the response back.
+func (s *stream) forward(rt *route.Route, path string) {
+	r := s.r
+	name := rt.PickCluster(r)
+	s.cluster = name
+	cl := s.cfg.Clusters.Get(name)
+	if cl == nil {
+		code := http.StatusServiceUnavailable
+		if rt.ClusterHeader != "" {
+			code = http.StatusNotFound // Envoy: cluster_header naming no cluster is a 404
+		}
+		s.localReply(code, accesslog.NoClusterFound, ReasonClusterNotFound,
+			fmt.Sprintf("route %q: cluster %q not found", rt.Name, name))
+		return
+	}
+	upgrade := isUpgrade(r)
+	if upgrade && !s.upgradeAllowed(rt) {
+		s.localReply(http.StatusForbidden, 0, ReasonUpgradeRejected,
+			fmt.Sprintf("route %q: upgrade to %q is not enabled (upgrade_configs)", rt.Name, r.Header.Get("Upgrade")))
+		return
+	}
+	var lbReq lb.Request
+	if len(rt.HashPolicies) > 0 {
+		lbReq.Hash, lbReq.HasHash = rt.Hash(r, s.remote)
+	}
+	host := cl.Pick(&lbReq)
+	if host == nil {
+		s.localReply(http.StatusServiceUnavailable, accesslog.NoHealthyUpstream, ReasonNoHealthyUpstream,
+			fmt.Sprintf("cluster %q has no healthy upstream host", name))
+		return
+	}
+	s.upstreamHost = host.Address
+	s.vars.UpstreamAddr = host.Address
+
+	ctx, cancel := context.WithCancelCause(r.Context())
+	defer cancel(nil)
+	var routeTimer *time.Timer
+	if rt.Timeout > 0 {
+		routeTimer = time.AfterFunc(rt.Timeout, func() { cancel(errRouteTimeout) })
+		defer routeTimer.Stop()
+	}
+	idle := newIdleTimer(s.cfg.StreamIdleTimeout, func() { cancel(errStreamIdle) })
+	defer idle.stop()
+
+	out := r.WithContext(ctx)
+	out.RequestURI = ""
+	out.Close = false
+	u := url.URL{Scheme: cl.Scheme, Host: host.Address, Path: r.URL.Path, RawPath: r.URL.RawPath, RawQuery: r.URL.RawQuery}
+	if p, changed := rt.RewritePath(path); changed {
+		if up, err := url.PathUnescape(p); err == nil {
+			u.Path, u.RawPath = up, p
+		}
+	}
+	out.URL = &u
+	switch {
+	case rt.HostRewrite != "":
+		out.Host = rt.HostRewrite
+	case rt.AutoHostRewrite && host.Hostname != "":
+		out.Host = host.Hostname
+	}
+	if r.ContentLength == 0 {
+		out.Body = nil
+	} else if r.Body != nil {
+		s.reqBody.rc = r.Body
+		out.Body = &s.reqBody
+	}
+	s.applyRequestMutations(out.Header)
+
+	host.Begin()
+	defer host.End()
+	t0 := time.Now()
+	resp, err := cl.Transport(r.ProtoMajor).RoundTrip(out)
+	s.upstreamTime = time.Since(t0)
+	cl.Stats.Duration.Observe(s.upstreamTime.Seconds())
+	if err != nil {
+		cl.Stats.Done(0)
+		s.upstreamError(ctx, cl, err)
+		return
+	}
+	cl.Stats.Done(resp.StatusCode)
+	if resp.StatusCode == http.StatusSwitchingProtocols {
+		if routeTimer != nil {
+			routeTimer.Stop() // the tunnel lives as long as both sides want it
+		}
+		idle.stop()
+		s.tunnel(resp)
+		return
+	}
+	s.copyResponse(ctx, resp, cl, idle)
+}
+
+func (s *stream) upgradeAllowed(rt *route.Route) bool {
+	t := strings.ToLower(s.r.Header.Get("Upgrade"))
+	if v, ok := rt.Upgrades[t]; ok {
+		return v
+	}
+	return s.cfg.Upgrades[t]
+}
+
+// upstreamError answers a request whose upstream exchange failed before any
+// response header arrived.
+func (s *stream) upstreamError(ctx context.Context, cl *cluster.Cluster, err error) {
+	switch cause := context.Cause(ctx); {
+	case errors.Is(cause, errRouteTimeout):
+		s.localReply(http.StatusGatewayTimeout, accesslog.UpstreamRequestTimeout, ReasonUpstreamTimeout,
+			fmt.Sprintf("route %q: upstream %s of cluster %q did not answer within the route timeout %v", s.route.Name, s.upstreamHost, cl.Name, s.route.Timeout))
+	case errors.Is(cause, errStreamIdle):
+		s.localReply(http.StatusGatewayTimeout, accesslog.StreamIdleTimeout, ReasonStreamIdle,
+			fmt.Sprintf("stream idle for %v waiting for upstream %s of cluster %q", s.cfg.StreamIdleTimeout, s.upstreamHost, cl.Name))
+	case s.r.Context().Err() != nil:
+		// The downstream went away; nobody reads a reply.
+		s.flags |= accesslog.DownstreamConnectionTermination
+		s.status = 0
+	case cluster.IsConnectError(err):
+		s.localReply(http.StatusServiceUnavailable, accesslog.UpstreamConnectionFailure, ReasonConnectFailure,
+			fmt.Sprintf("cluster %q: cannot connect to upstream %s: %v", cl.Name, s.upstreamHost, errors.Unwrap(err)))
+	default:
+		s.localReply(http.StatusServiceUnavailable, accesslog.UpstreamConnectionTermination, ReasonUpstreamReset,
+			fmt.Sprintf("cluster %q: upstream %s reset before responding: %v", cl.Name, s.upstreamHost, err))
+	}
+}
+
+// copyResponse writes the upstream response downstream, streaming the body.
+func (s *stream) copyResponse(ctx context.Context, resp *http.Response, cl *cluster.Cluster, idle *idleTimer) {
+	defer resp.Body.Close()
+	h := s.w.Header()
+	for k, v := range resp.Header {
+		h[k] = v
+	}
+	removeHopByHop(h, false)
+	s.applyResponseMutations(h)
+	s.serverHeader(h)
+	if s.cfg.Via != "" {
+		h["Via"] = append(h["Via"], s.cfg.Via)
+	}
+	s.status, s.wroteHeader = resp.StatusCode, true
+	s.w.WriteHeader(resp.StatusCode)
+
+	flush := resp.ContentLength == -1 || strings.HasPrefix(resp.Header.Get("Content-Type"), "application/grpc") ||
+		strings.HasPrefix(resp.Header.Get("Content-Type"), "text/event-stream")
+	var flusher http.Flusher
+	if flush {
+		flusher, _ = s.w.(http.Flusher)
+		if flusher != nil {
+			flusher.Flush()
+		}
+	}
+	bp := bufPool.Get().(*[]byte)
+	defer bufPool.Put(bp)
+	buf := *bp
+	for {
+		n, rerr := resp.Body.Read(buf)
+		if n > 0 {
+			idle.touch()
+			cl.Stats.BytesReceived.Add(float64(n))
+			wn, werr := s.w.Write(buf[:n])
+			s.bytesSent += int64(wn)
+			if werr != nil {
+				s.flags |= accesslog.DownstreamConnectionTermination
+				return
+			}
+			if flusher != nil {
+				flusher.Flush()
+			}
+		}
+		if rerr == io.EOF {
+			break
+		}
+		if rerr != nil {
+			s.midStreamFailure(ctx)
+			return
+		}
+	}
+	for k, vv := range resp.Trailer {
+		h[http.TrailerPrefix+k] = vv
+	}
+}
+
+// midStreamFailure aborts a response whose headers were already sent: the
+// downstream sees a reset (HTTP/2) or a closed connection (HTTP/1.1), never
+// a truncated body that looks complete.
+func (s *stream) midStreamFailure(ctx context.Context) {
+	switch cause := context.Cause(ctx); {
+	case errors.Is(cause, errRouteTimeout):
+		s.flags |= accesslog.UpstreamRequestTimeout
+		s.reason = ReasonUpstreamTimeout
+	case errors.Is(cause, errStreamIdle):
+		s.flags |= accesslog.StreamIdleTimeout
+		s.reason = ReasonStreamIdle
+	case s.r.Context().Err() != nil:
+		s.flags |= accesslog.DownstreamConnectionTermination
+		return
+	default:
+		s.flags |= accesslog.UpstreamConnectionTermination
+		s.reason = ReasonUpstreamReset
+	}
+	// serve's deferred finish logs the request while the panic unwinds;
+	// net/http treats ErrAbortHandler as a silent abort.
+	panic(http.ErrAbortHandler)
+}

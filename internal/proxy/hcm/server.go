@@ -1,0 +1,145 @@
+package hcm
+
+import (
+	"context"
+	"errors"
+	"log"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"sync/atomic"
+)
+
+// Server is a long-lived HTTP server for one filter chain of a listener.
+// The listener hands it accepted connections with Serve; requests use the
+// Config most recently stored with Update.
+type Server struct {
+	settings ServerSettings
+	cfg      atomic.Pointer[Config]
+	srv      *http.Server
+	ln       *connListener
+	done     chan struct{}
+}
+
+// NewServer starts a server with the connection-level settings of cfg.
+func NewServer(cfg *Config, logger *slog.Logger) *Server {
+	s := &Server{settings: cfg.Server, ln: newConnListener(), done: make(chan struct{})}
+	s.cfg.Store(cfg)
+	var ps http.Protocols
+	switch cfg.Server.Codec {
+	case CodecAuto:
+		ps.SetHTTP1(true)
+		ps.SetHTTP2(true)
+		ps.SetUnencryptedHTTP2(true)
+	case CodecHTTP1:
+		ps.SetHTTP1(true)
+	case CodecHTTP2:
+		ps.SetHTTP2(true)
+		ps.SetUnencryptedHTTP2(true)
+	}
+	s.srv = &http.Server{
+		Handler:           s,
+		Protocols:         &ps,
+		IdleTimeout:       cfg.Server.IdleTimeout,
+		ReadTimeout:       cfg.Server.RequestTimeout,
+		ReadHeaderTimeout: cfg.Server.RequestHeadersTimeout,
+		MaxHeaderBytes:    maxHeaderBytes,
+		ErrorLog:          log.New(slogWriter{logger}, "", 0),
+		HTTP2: &http.HTTP2Config{
+			MaxConcurrentStreams:          int(cfg.Server.MaxConcurrentStreams),
+			MaxReceiveBufferPerStream:     int(cfg.Server.StreamWindow),
+			MaxReceiveBufferPerConnection: int(cfg.Server.ConnWindow),
+		},
+		// TLSConfig stays nil: TLS is terminated by the listener, and
+		// http.Server then picks h2 from a *tls.Conn's ALPN result.
+	}
+	go func() {
+		defer close(s.done)
+		_ = s.srv.Serve(s.ln)
+	}()
+	return s
+}
+
+// Settings returns the connection-level settings the server was made with.
+func (s *Server) Settings() ServerSettings { return s.settings }
+
+// Update makes cfg the configuration for requests that start from now on.
+func (s *Server) Update(cfg *Config) { s.cfg.Store(cfg) }
+
+// Serve hands an accepted (and, for TLS chains, TLS-wrapped) connection to
+// the server. It returns an error once the server is shutting down.
+func (s *Server) Serve(c net.Conn) error { return s.ln.push(c) }
+
+// Shutdown stops accepting connections, closes idle ones and waits for
+// active requests to finish or ctx to end, after which remaining
+// connections are closed.
+func (s *Server) Shutdown(ctx context.Context) error {
+	err := s.srv.Shutdown(ctx)
+	if err != nil {
+		_ = s.srv.Close()
+	}
+	<-s.done
+	return err
+}
+
+// ServeHTTP implements http.Handler.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	s.cfg.Load().serve(w, r)
+}
+
+// connListener is a net.Listener fed by the proxy's own accept loop.
+type connListener struct {
+	ch     chan net.Conn
+	closed chan struct{}
+	once   sync.Once
+}
+
+var errClosed = errors.New("server closed")
+
+func newConnListener() *connListener {
+	return &connListener{ch: make(chan net.Conn), closed: make(chan struct{})}
+}
+
+func (l *connListener) push(c net.Conn) error {
+	select {
+	case l.ch <- c:
+		return nil
+	case <-l.closed:
+		return errClosed
+	}
+}
+
+func (l *connListener) Accept() (net.Conn, error) {
+	select {
+	case c := <-l.ch:
+		return c, nil
+	case <-l.closed:
+		return nil, net.ErrClosed
+	}
+}
+
+func (l *connListener) Close() error {
+	l.once.Do(func() { close(l.closed) })
+	return nil
+}
+
+func (l *connListener) Addr() net.Addr { return &net.TCPAddr{} }
+
+// slogWriter routes net/http's internal error log (TLS handshake errors,
+// malformed requests) to the proxy's logger at debug level.
+type slogWriter struct{ l *slog.Logger }
+
+func (w slogWriter) Write(p []byte) (int, error) {
+	if w.l != nil {
+		w.l.Debug(string(trimNL(p)), "component", "hcm")
+	}
+	return len(p), nil
+}
+
+func trimNL(p []byte) []byte {
+	for len(p) > 0 && p[len(p)-1] == '\n' {
+		p = p[:len(p)-1]
+	}
+	return p
+}

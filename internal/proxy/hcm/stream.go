@@ -1,0 +1,94 @@
+package hcm
+
+import (
+	"io"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/trellis-mesh/trellis/internal/proxy/route"
+	"github.com/trellis-mesh/trellis/internal/telemetry/accesslog"
+)
+
+// stream is the per-request state of the connection manager. It is pooled.
+type stream struct {
+	cfg   *Config
+	start time.Time
+	w     http.ResponseWriter
+	r     *http.Request
+
+	// Downstream facts, captured before the request headers are mutated.
+	method, authority, path, userAgent, xff string
+	remote                                  string // trusted client "ip:port" or "ip"
+	requestID                               string
+
+	status       int
+	wroteHeader  bool
+	flags        accesslog.Flags
+	reason       string
+	route        *route.Route
+	vhost        *route.VirtualHost
+	cluster      string
+	upstreamHost string
+	upstreamTime time.Duration
+	bytesSent    int64
+	reqBody      countingBody
+	vars         route.Vars
+}
+
+var streamPool = sync.Pool{New: func() any { return new(stream) }}
+
+func (s *stream) reset() { *s = stream{} }
+
+// countingBody counts request body bytes read by the upstream transport.
+type countingBody struct {
+	rc io.ReadCloser
+	n  int64
+}
+
+func (b *countingBody) Read(p []byte) (int, error) {
+	n, err := b.rc.Read(p)
+	b.n += int64(n)
+	return n, err
+}
+
+func (b *countingBody) Close() error { return b.rc.Close() }
+
+// finish records metrics and the access log for the request.
+func (s *stream) finish() {
+	c := s.cfg
+	d := time.Since(s.start)
+	c.Stats.Done(s.status)
+	c.Stats.Duration.Observe(d.Seconds())
+	if s.route != nil {
+		rs := c.RouteStats[s.route.ID]
+		rs.Done(s.status)
+		rs.Duration.Observe(d.Seconds())
+	}
+	if len(c.AccessLogs) == 0 {
+		return
+	}
+	e := accesslog.Entry{
+		Start: s.start, Kind: "http", Listener: c.Listener,
+		Method: s.method, Authority: s.authority, Path: s.path, Protocol: s.r.Proto,
+		Status: s.status, Flags: s.flags, Reason: s.reason, Duration: d,
+		UpstreamHost: s.upstreamHost, UpstreamCluster: s.cluster, UpstreamServiceTime: s.upstreamTime,
+		BytesReceived: s.reqBody.n, BytesSent: s.bytesSent, RequestID: s.requestID,
+		DownstreamRemote: s.remote, UserAgent: s.userAgent, ForwardedFor: s.xff,
+	}
+	if s.route != nil {
+		e.Route = s.route.Name
+	}
+	for _, l := range c.AccessLogs {
+		l.Log(&e)
+	}
+}
+
+// localAddr returns the downstream local address of r's connection.
+func localAddr(r *http.Request) string {
+	if a, ok := r.Context().Value(http.LocalAddrContextKey).(net.Addr); ok {
+		return a.String()
+	}
+	return ""
+}

@@ -1,0 +1,208 @@
+package listener
+
+import (
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
+	"strconv"
+	"strings"
+	"time"
+
+	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+	httpinspv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/listener/http_inspector/v3"
+	tlsinspv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/listener/tls_inspector/v3"
+	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	tcpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/tcp_proxy/v3"
+	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
+
+	"github.com/trellis-mesh/trellis/internal/proxy/cluster"
+	"github.com/trellis-mesh/trellis/internal/proxy/hcm"
+	"github.com/trellis-mesh/trellis/internal/proxy/tcp"
+	"github.com/trellis-mesh/trellis/internal/proxy/tlsx"
+	"github.com/trellis-mesh/trellis/internal/telemetry/accesslog"
+	"github.com/trellis-mesh/trellis/internal/telemetry/metrics"
+	"github.com/trellis-mesh/trellis/internal/xds/decode"
+)
+
+// DefaultFiltersTimeout is Envoy's listener_filters_timeout default.
+const DefaultFiltersTimeout = 15 * time.Second
+
+// Listener is one listener of a snapshot.
+type Listener struct {
+	Name    string
+	Address string // "ip:port"
+
+	chains         []*Chain
+	defaultChain   *Chain
+	inspectTLS     bool
+	inspectHTTP    bool
+	filtersTimeout time.Duration
+}
+
+// Chain is one filter chain.
+type Chain struct {
+	Name  string
+	key   string // identifies the chain across snapshots
+	match chainMatch
+	TLS   *tls.Config
+	HCM   *hcm.Config
+	TCP   *tcp.Proxy
+
+	server *hcm.Server // set by the Manager
+}
+
+type chainMatch struct {
+	port        uint32
+	serverNames []string
+	transport   string
+	alpn        []string
+}
+
+// Deps are what Build needs from the snapshot being built.
+type Deps struct {
+	Clusters *cluster.Set
+	Secrets  tlsx.Secrets
+	Metrics  *metrics.Registry
+	Sinks    *accesslog.Sinks
+}
+
+// Build translates a Listener. Errors name fields below it.
+func Build(pl *listenerv3.Listener, d Deps) (*Listener, error) {
+	l := &Listener{Name: pl.GetName(), filtersTimeout: DefaultFiltersTimeout}
+	var errs []error
+	sa := pl.GetAddress().GetSocketAddress()
+	if sa == nil {
+		errs = append(errs, errors.New("address.socket_address: required"))
+	} else {
+		l.Address = net.JoinHostPort(sa.GetAddress(), strconv.Itoa(int(sa.GetPortValue())))
+	}
+	if t := pl.GetListenerFiltersTimeout(); t != nil {
+		l.filtersTimeout = t.AsDuration()
+	}
+	for i, lf := range pl.GetListenerFilters() {
+		switch tc := lf.GetTypedConfig(); {
+		case tc.MessageIs(&tlsinspv3.TlsInspector{}):
+			l.inspectTLS = true
+		case tc.MessageIs(&httpinspv3.HttpInspector{}):
+			l.inspectHTTP = true
+		default:
+			errs = append(errs, fmt.Errorf("listener_filters[%d]: %q not supported", i, lf.GetName()))
+		}
+	}
+	seen := map[string]int{}
+	for i, fc := range pl.GetFilterChains() {
+		c, err := buildChain(fc, l, d, fmt.Sprintf("filter_chains[%d]", i), i)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		k := c.match.String()
+		if j, dup := seen[k]; dup {
+			errs = append(errs, fmt.Errorf("filter_chains[%d].filter_chain_match: same match as filter_chains[%d] (%s)", i, j, k))
+			continue
+		}
+		seen[k] = i
+		l.chains = append(l.chains, c)
+	}
+	if dc := pl.GetDefaultFilterChain(); dc != nil {
+		c, err := buildChain(dc, l, d, "default_filter_chain", -1)
+		if err != nil {
+			errs = append(errs, err)
+		} else {
+			l.defaultChain = c
+		}
+	}
+	if len(l.chains) == 0 && l.defaultChain == nil && len(errs) == 0 {
+		errs = append(errs, errors.New("filter_chains: at least one filter chain is required"))
+	}
+	for _, c := range l.chains {
+		// Envoy injects the TLS inspector when a chain matches on what only
+		// a ClientHello tells.
+		if len(c.match.serverNames) > 0 || c.match.transport == "tls" || (len(c.match.alpn) > 0 && !l.inspectHTTP) {
+			l.inspectTLS = true
+		}
+	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	return l, nil
+}
+
+func (m chainMatch) String() string {
+	return fmt.Sprintf("port=%d server_names=%v transport=%q alpn=%v", m.port, m.serverNames, m.transport, m.alpn)
+}
+
+func buildChain(fc *listenerv3.FilterChain, l *Listener, d Deps, path string, index int) (*Chain, error) {
+	c := &Chain{Name: fc.GetName()}
+	c.key = fc.GetName()
+	if c.key == "" {
+		c.key = "#" + strconv.Itoa(index)
+	}
+	m := fc.GetFilterChainMatch()
+	c.match = chainMatch{
+		port:        m.GetDestinationPort().GetValue(),
+		serverNames: lower(m.GetServerNames()),
+		transport:   m.GetTransportProtocol(),
+		alpn:        m.GetApplicationProtocols(),
+	}
+	var errs []error
+	fail := func(format string, a ...any) { errs = append(errs, fmt.Errorf(path+"."+format, a...)) }
+	if ts := fc.GetTransportSocket(); ts != nil {
+		ctx := &tlsv3.DownstreamTlsContext{}
+		if !ts.GetTypedConfig().MessageIs(ctx) {
+			fail("transport_socket.typed_config: %s not supported", ts.GetTypedConfig().GetTypeUrl())
+		} else if err := ts.GetTypedConfig().UnmarshalTo(ctx); err != nil {
+			fail("transport_socket.typed_config: %v", err)
+		} else if c.TLS, err = tlsx.ServerConfig(ctx, d.Secrets); err != nil {
+			fail("transport_socket.typed_config.%v", err)
+		}
+	}
+	fs := fc.GetFilters()
+	if len(fs) != 1 {
+		fail("filters: exactly one network filter (http_connection_manager or tcp_proxy) is required, got %d", len(fs))
+		return nil, errors.Join(errs...)
+	}
+	f := fs[0]
+	switch tc := f.GetTypedConfig(); {
+	case tc.MessageIs(&hcmv3.HttpConnectionManager{}):
+		pb := &hcmv3.HttpConnectionManager{}
+		if err := tc.UnmarshalTo(pb); err != nil {
+			fail("filters[0].typed_config: %v", err)
+			break
+		}
+		cfg, err := hcm.Build(pb, hcm.Deps{Listener: l.Name, ListenerAddr: l.Address, Clusters: d.Clusters, Metrics: d.Metrics, Sinks: d.Sinks})
+		if err != nil {
+			errs = append(errs, decode.PrefixErrors(path+".filters[0].typed_config", err))
+			break
+		}
+		c.HCM = cfg
+	case tc.MessageIs(&tcpv3.TcpProxy{}):
+		pb := &tcpv3.TcpProxy{}
+		if err := tc.UnmarshalTo(pb); err != nil {
+			fail("filters[0].typed_config: %v", err)
+			break
+		}
+		p, err := tcp.Build(pb, tcp.Deps{Listener: l.Name, Clusters: d.Clusters, Metrics: d.Metrics,
+			OpenLog: func(i int) (*accesslog.Logger, error) { return hcm.OpenAccessLog(pb.GetAccessLog()[i], d.Sinks) }})
+		if err != nil {
+			errs = append(errs, decode.PrefixErrors(path+".filters[0].typed_config", err))
+			break
+		}
+		c.TCP = p
+	default:
+		fail("filters[0]: network filter %q not supported", f.GetName())
+	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	return c, nil
+}
+
+func lower(ss []string) []string {
+	out := make([]string, len(ss))
+	for i, s := range ss {
+		out[i] = strings.ToLower(s)
+	}
+	return out
+}

@@ -1,0 +1,156 @@
+package decode
+
+import (
+	"sort"
+
+	"google.golang.org/protobuf/reflect/protoreflect"
+
+	// The packages below register the Envoy types the proxy implements, so
+	// that Any fields naming them decode. Only these are linked into the
+	// proxy (see DESIGN.md on the sidecar's footprint).
+	_ "github.com/envoyproxy/go-control-plane/envoy/config/bootstrap/v3"
+	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/access_loggers/file/v3"
+	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/access_loggers/stream/v3"
+	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/router/v3"
+	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/listener/http_inspector/v3"
+	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/listener/tls_inspector/v3"
+	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/tcp_proxy/v3"
+	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
+	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/upstreams/http/v3"
+)
+
+// supported is the proxy's documented subset of Envoy's v3 API: for each
+// message, the fields it implements with Envoy's semantics. A message absent
+// from the table is not supported at all. docs/proxy-config.md is generated
+// from this table (see TestDocsInSync).
+var supported = map[protoreflect.FullName]fieldSet{
+	// Bootstrap.
+	"envoy.config.bootstrap.v3.Bootstrap":                 set("node", "admin", "static_resources"),
+	"envoy.config.bootstrap.v3.Bootstrap.StaticResources": set("listeners", "clusters", "secrets"),
+	"envoy.config.bootstrap.v3.Admin":                     set("address"),
+	"envoy.config.core.v3.Node":                           set("id", "cluster", "metadata", "locality"),
+	"envoy.config.core.v3.Locality":                       set("region", "zone", "sub_zone"),
+	"envoy.config.core.v3.Address":                        set("socket_address"),
+	"envoy.config.core.v3.SocketAddress":                  set("address", "port_value"),
+	"envoy.config.core.v3.DataSource":                     set("filename", "inline_bytes", "inline_string", "environment_variable"),
+	"envoy.config.core.v3.TransportSocket":                set("name", "typed_config"),
+
+	// Listeners.
+	"envoy.config.listener.v3.Listener":                                 set("name", "address", "filter_chains", "default_filter_chain", "listener_filters", "listener_filters_timeout", "stat_prefix"),
+	"envoy.config.listener.v3.FilterChain":                              set("name", "filter_chain_match", "filters", "transport_socket"),
+	"envoy.config.listener.v3.FilterChainMatch":                         set("destination_port", "server_names", "transport_protocol", "application_protocols"),
+	"envoy.config.listener.v3.Filter":                                   set("name", "typed_config"),
+	"envoy.config.listener.v3.ListenerFilter":                           set("name", "typed_config"),
+	"envoy.extensions.filters.listener.tls_inspector.v3.TlsInspector":   set(),
+	"envoy.extensions.filters.listener.http_inspector.v3.HttpInspector": set(),
+
+	// TLS.
+	"envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext": set("common_tls_context", "require_client_certificate"),
+	"envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext":   set("common_tls_context", "sni"),
+	"envoy.extensions.transport_sockets.tls.v3.CommonTlsContext": set("tls_params", "tls_certificates",
+		"tls_certificate_sds_secret_configs", "validation_context", "validation_context_sds_secret_config",
+		"combined_validation_context", "alpn_protocols"),
+	"envoy.extensions.transport_sockets.tls.v3.CommonTlsContext.CombinedCertificateValidationContext": set(
+		"default_validation_context", "validation_context_sds_secret_config"),
+	"envoy.extensions.transport_sockets.tls.v3.TlsParameters": set("tls_minimum_protocol_version",
+		"tls_maximum_protocol_version", "cipher_suites", "ecdh_curves"),
+	"envoy.extensions.transport_sockets.tls.v3.TlsCertificate":  set("certificate_chain", "private_key"),
+	"envoy.extensions.transport_sockets.tls.v3.SdsSecretConfig": set("name"),
+	"envoy.extensions.transport_sockets.tls.v3.CertificateValidationContext": set("trusted_ca",
+		"match_typed_subject_alt_names", "match_subject_alt_names"),
+	"envoy.extensions.transport_sockets.tls.v3.SubjectAltNameMatcher": set("san_type", "matcher"),
+	"envoy.extensions.transport_sockets.tls.v3.Secret":                set("name", "tls_certificate", "validation_context"),
+
+	// Matchers.
+	"envoy.type.matcher.v3.StringMatcher":           set("exact", "prefix", "suffix", "contains", "safe_regex", "ignore_case"),
+	"envoy.type.matcher.v3.RegexMatcher":            set("google_re2", "regex"),
+	"envoy.type.matcher.v3.RegexMatcher.GoogleRE2":  set(),
+	"envoy.type.matcher.v3.RegexMatchAndSubstitute": set("pattern", "substitution"),
+
+	// HTTP connection manager.
+	"envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager": set("codec_type",
+		"stat_prefix", "route_config", "http_filters", "access_log", "use_remote_address", "xff_num_trusted_hops",
+		"skip_xff_append", "generate_request_id", "preserve_external_request_id", "request_timeout",
+		"request_headers_timeout", "stream_idle_timeout", "common_http_protocol_options", "http2_protocol_options",
+		"server_name", "server_header_transformation", "via", "upgrade_configs", "strip_any_host_port",
+		"strip_matching_host_port"),
+	"envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager.UpgradeConfig": set("upgrade_type", "enabled"),
+	"envoy.extensions.filters.network.http_connection_manager.v3.HttpFilter":                          set("name", "typed_config"),
+	"envoy.extensions.filters.http.router.v3.Router":                                                  set(),
+	"envoy.config.core.v3.HttpProtocolOptions":                                                        set("idle_timeout"),
+	"envoy.config.core.v3.Http1ProtocolOptions":                                                       set(),
+	"envoy.config.core.v3.Http2ProtocolOptions": set("max_concurrent_streams", "initial_stream_window_size",
+		"initial_connection_window_size"),
+
+	// Access logs.
+	"envoy.config.accesslog.v3.AccessLog":                                                  set("name", "typed_config"),
+	"envoy.extensions.access_loggers.file.v3.FileAccessLog":                                set("path"),
+	"envoy.extensions.access_loggers.stream.v3.StdoutAccessLog":                            set(),
+	"envoy.extensions.access_loggers.stream.v3.StderrAccessLog":                            set(),
+	"envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy":                               set("stat_prefix", "cluster", "weighted_clusters", "idle_timeout", "access_log"),
+	"envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy.WeightedCluster":               set("clusters"),
+	"envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy.WeightedCluster.ClusterWeight": set("name", "weight"),
+
+	// Routes.
+	"envoy.config.route.v3.RouteConfiguration": set("name", "virtual_hosts", "request_headers_to_add",
+		"request_headers_to_remove", "response_headers_to_add", "response_headers_to_remove"),
+	"envoy.config.route.v3.VirtualHost": set("name", "domains", "routes", "request_headers_to_add",
+		"request_headers_to_remove", "response_headers_to_add", "response_headers_to_remove"),
+	"envoy.config.route.v3.Route": set("name", "match", "route", "redirect", "direct_response",
+		"request_headers_to_add", "request_headers_to_remove", "response_headers_to_add", "response_headers_to_remove"),
+	"envoy.config.route.v3.RouteMatch": set("prefix", "path", "safe_regex", "path_separated_prefix",
+		"case_sensitive", "headers", "query_parameters", "grpc"),
+	"envoy.config.route.v3.RouteMatch.GrpcRouteMatchOptions": set(),
+	"envoy.config.route.v3.HeaderMatcher": set("name", "exact_match", "safe_regex_match", "present_match",
+		"prefix_match", "suffix_match", "contains_match", "string_match", "invert_match"),
+	"envoy.config.route.v3.QueryParameterMatcher": set("name", "string_match", "present_match"),
+	"envoy.config.route.v3.RouteAction": set("cluster", "weighted_clusters", "cluster_header", "prefix_rewrite",
+		"regex_rewrite", "host_rewrite_literal", "auto_host_rewrite", "timeout", "hash_policy", "upgrade_configs"),
+	"envoy.config.route.v3.RouteAction.UpgradeConfig":                   set("upgrade_type", "enabled"),
+	"envoy.config.route.v3.WeightedCluster":                             set("clusters", "total_weight"),
+	"envoy.config.route.v3.WeightedCluster.ClusterWeight":               set("name", "weight"),
+	"envoy.config.route.v3.RouteAction.HashPolicy":                      set("header", "cookie", "connection_properties", "query_parameter", "terminal"),
+	"envoy.config.route.v3.RouteAction.HashPolicy.Header":               set("header_name"),
+	"envoy.config.route.v3.RouteAction.HashPolicy.Cookie":               set("name"),
+	"envoy.config.route.v3.RouteAction.HashPolicy.ConnectionProperties": set("source_ip"),
+	"envoy.config.route.v3.RouteAction.HashPolicy.QueryParameter":       set("name"),
+	"envoy.config.route.v3.RedirectAction": set("https_redirect", "scheme_redirect", "host_redirect",
+		"port_redirect", "path_redirect", "prefix_rewrite", "response_code", "strip_query"),
+	"envoy.config.route.v3.DirectResponseAction": set("status", "body"),
+	"envoy.config.core.v3.HeaderValueOption":     set("header", "append_action", "keep_empty_value", "append"),
+	"envoy.config.core.v3.HeaderValue":           set("key", "value"),
+
+	// Clusters.
+	"envoy.config.cluster.v3.Cluster": set("name", "type", "connect_timeout", "lb_policy", "load_assignment",
+		"transport_socket", "typed_extension_protocol_options", "per_connection_buffer_limit_bytes",
+		"dns_refresh_rate", "dns_lookup_family", "ring_hash_lb_config", "maglev_lb_config", "least_request_lb_config"),
+	"envoy.config.cluster.v3.Cluster.RingHashLbConfig":     set("minimum_ring_size", "maximum_ring_size", "hash_function"),
+	"envoy.config.cluster.v3.Cluster.MaglevLbConfig":       set("table_size"),
+	"envoy.config.cluster.v3.Cluster.LeastRequestLbConfig": set("choice_count", "active_request_bias"),
+	"envoy.config.core.v3.RuntimeDouble":                   set("default_value"),
+	"envoy.config.endpoint.v3.ClusterLoadAssignment":       set("cluster_name", "endpoints"),
+	"envoy.config.endpoint.v3.LocalityLbEndpoints":         set("locality", "lb_endpoints", "load_balancing_weight", "priority"),
+	"envoy.config.endpoint.v3.LbEndpoint":                  set("endpoint", "load_balancing_weight", "health_status"),
+	"envoy.config.endpoint.v3.Endpoint":                    set("address", "hostname"),
+	"envoy.extensions.upstreams.http.v3.HttpProtocolOptions": set("explicit_http_config", "auto_config",
+		"use_downstream_protocol_config", "common_http_protocol_options"),
+	"envoy.extensions.upstreams.http.v3.HttpProtocolOptions.ExplicitHttpConfig":      set("http_protocol_options", "http2_protocol_options"),
+	"envoy.extensions.upstreams.http.v3.HttpProtocolOptions.AutoHttpConfig":          set("http_protocol_options", "http2_protocol_options"),
+	"envoy.extensions.upstreams.http.v3.HttpProtocolOptions.UseDownstreamHttpConfig": set("http_protocol_options", "http2_protocol_options"),
+}
+
+// Supported returns the supported-field table as message name → sorted
+// field names, for documentation.
+func Supported() map[string][]string {
+	out := make(map[string][]string, len(supported))
+	for msg, fields := range supported {
+		names := make([]string, 0, len(fields))
+		for f := range fields {
+			names = append(names, f)
+		}
+		sort.Strings(names)
+		out[string(msg)] = names
+	}
+	return out
+}
