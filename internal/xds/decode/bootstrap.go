@@ -65,7 +65,7 @@ func Unmarshal(data []byte, m proto.Message) error {
 func Validate(m proto.Message, path string) error {
 	if v, ok := m.(interface{ ValidateAll() error }); ok {
 		if err := v.ValidateAll(); err != nil {
-			return fmt.Errorf("%sinvalid: %w", prefix(path), cleanPGV(err))
+			return cleanPGV(err, path)
 		}
 	}
 	return Check(m, path)
@@ -78,30 +78,63 @@ func prefix(path string) string {
 	return path + ": "
 }
 
-// cleanPGV flattens the nested "embedded message failed validation" chains
-// of protoc-gen-validate into one line per violation.
-func cleanPGV(err error) error {
+// pgvError is the shape of protoc-gen-validate's field errors.
+type pgvError interface {
+	Field() string
+	Reason() string
+	Cause() error
+}
+
+// cleanPGV turns protoc-gen-validate's nested "embedded message failed
+// validation" chains into one line per violation with a field path, e.g.
+// "static_resources.clusters[0].connect_timeout: value must be greater than 0s".
+func cleanPGV(err error, path string) error {
 	var lines []string
-	var walk func(error)
-	walk = func(e error) {
+	var walk func(e error, path string)
+	walk = func(e error, path string) {
 		if multi, ok := e.(interface{ AllErrors() []error }); ok {
 			for _, x := range multi.AllErrors() {
-				walk(x)
+				walk(x, path)
 			}
 			return
 		}
-		if c, ok := e.(interface{ Cause() error }); ok && c.Cause() != nil {
-			walk(c.Cause())
+		pe, ok := e.(pgvError)
+		if !ok {
+			lines = append(lines, prefix(path)+e.Error())
 			return
 		}
-		lines = append(lines, e.Error())
+		p := join(path, snake(pe.Field()))
+		if c := pe.Cause(); c != nil {
+			walk(c, p)
+			return
+		}
+		lines = append(lines, p+": "+pe.Reason())
 	}
-	walk(err)
-	if len(lines) == 0 {
-		return err
-	}
-	return errors.New(strings.Join(lines, "; "))
+	walk(err, path)
+	return errors.New(strings.Join(lines, "\n"))
 }
+
+// snake converts a Go field name with an optional index ("Clusters[0]") to
+// the proto name ("clusters[0]").
+func snake(s string) string {
+	var b strings.Builder
+	for i, r := range s {
+		if r == '[' {
+			b.WriteString(s[i:])
+			break
+		}
+		if r >= 'A' && r <= 'Z' {
+			if i > 0 {
+				b.WriteByte('_')
+			}
+			r += 'a' - 'A'
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
+}
+
+var unresolvedRE = regexp.MustCompile(`unable to resolve "([^"]+)"`)
 
 var posRE = regexp.MustCompile(`\(line (\d+):(\d+)\)`)
 
@@ -123,6 +156,9 @@ func locate(js []byte, err error) error {
 	detail := strings.TrimSpace(strings.Replace(msg, m[0], "", 1))
 	detail = strings.TrimPrefix(detail, "syntax error ")
 	detail = strings.TrimSpace(strings.TrimPrefix(detail, ":"))
+	if m := unresolvedRE.FindStringSubmatch(detail); m != nil {
+		detail = fmt.Sprintf("type %q not supported", m[1])
+	}
 	if p := pathAt(js, off); p != "" {
 		return fmt.Errorf("%s: %s", p, detail)
 	}
