@@ -9,6 +9,8 @@ import (
 	"strings"
 
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+
+	"github.com/trellis-mesh/trellis/internal/xds/decode"
 )
 
 // Table is a compiled RouteConfiguration.
@@ -66,12 +68,12 @@ func Compile(rc *routev3.RouteConfiguration) (*Table, error) {
 		vh := &VirtualHost{Name: v.GetName()}
 		if vh.Headers, err = compileMutations(v.GetRequestHeadersToAdd(), v.GetRequestHeadersToRemove(),
 			v.GetResponseHeadersToAdd(), v.GetResponseHeadersToRemove()); err != nil {
-			fail(path, err)
+			errs = append(errs, decode.PrefixErrors(path, err))
 		}
 		for j, r := range v.GetRoutes() {
 			rt, err := compileRoute(r)
 			if err != nil {
-				fail(fmt.Sprintf("%s.routes[%d]", path, j), err)
+				errs = append(errs, decode.PrefixErrors(fmt.Sprintf("%s.routes[%d]", path, j), err))
 				continue
 			}
 			rt.ID = len(t.Routes)
