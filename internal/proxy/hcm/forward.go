@@ -90,6 +90,12 @@ func (s *stream) forward(rt *route.Route, path string) {
 	} else if r.Body != nil {
 		s.reqBody.rc = r.Body
 		out.Body = &s.reqBody
+		if r.ProtoMajor == 1 {
+			// The response may start while the request body still streams
+			// (an echo, a gRPC-Web-like exchange); net/http's HTTP/1 server
+			// otherwise stops reading the body at the first response write.
+			_ = http.NewResponseController(s.w).EnableFullDuplex()
+		}
 	}
 	s.applyRequestMutations(out.Header)
 
