@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"strings"
 	"testing"
@@ -127,3 +128,26 @@ func get(t testing.TB, c *http.Client, url string, hdr map[string]string) (*http
 }
 
 const routerFilter = `http_filters: [{name: envoy.filters.http.router, typed_config: {"@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router}}]`
+
+// scrape returns the proxy's Prometheus text exposition.
+func scrape(t testing.TB, adminAddr string) string {
+	t.Helper()
+	resp, err := http.Get("http://" + adminAddr + "/stats/prometheus")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+func dialTCP(addr string) (*net.TCPConn, error) {
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	return c.(*net.TCPConn), nil
+}

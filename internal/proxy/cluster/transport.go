@@ -104,11 +104,37 @@ func newTransport(cfg transportConfig, proto protocol, stats func() *metrics.Clu
 		ExpectContinueTimeout: 0,
 		ReadBufferSize:        cfg.bufferLimit,
 		WriteBufferSize:       cfg.bufferLimit,
-		TLSClientConfig:       cfg.tls,
 		HTTP2: &http.HTTP2Config{
 			MaxReceiveBufferPerStream:     int(cfg.h2StreamWindow),
 			MaxReceiveBufferPerConnection: int(cfg.h2ConnWindow),
 		},
+	}
+	if cfg.tls != nil {
+		tc := cfg.tls.Clone()
+		if proto == protoHTTP2 {
+			tc.NextProtos = []string{"h2"}
+		} else if proto == protoAuto && len(tc.NextProtos) == 0 {
+			tc.NextProtos = []string{"h2", "http/1.1"}
+		} else if proto == protoHTTP1 && len(tc.NextProtos) == 0 {
+			tc.NextProtos = []string{"http/1.1"}
+		}
+		// The handshake is part of connecting: a failed one (untrusted
+		// peer, SAN mismatch) is a connect failure (UF), as in Envoy.
+		t.DialTLSContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
+			c, err := t.DialContext(ctx, network, addr)
+			if err != nil {
+				return nil, err
+			}
+			tlsConn := tls.Client(c, tc)
+			hctx, cancel := context.WithTimeout(ctx, cfg.connectTimeout)
+			defer cancel()
+			if err := tlsConn.HandshakeContext(hctx); err != nil {
+				c.Close()
+				stats().ConnectFail.Inc()
+				return nil, &ConnectError{Err: err}
+			}
+			return tlsConn, nil
+		}
 	}
 	var ps http.Protocols
 	switch proto {
@@ -127,15 +153,7 @@ func newTransport(cfg transportConfig, proto protocol, stats func() *metrics.Clu
 		}
 	}
 	t.Protocols = &ps
-	if cfg.tls != nil {
-		tc := cfg.tls.Clone()
-		if proto == protoHTTP2 {
-			tc.NextProtos = []string{"h2"}
-		} else if proto == protoAuto && len(tc.NextProtos) == 0 {
-			tc.NextProtos = []string{"h2", "http/1.1"}
-		}
-		t.TLSClientConfig = tc
-	}
+	t.ForceAttemptHTTP2 = ps.HTTP2()
 	return t
 }
 
@@ -144,6 +162,14 @@ type countedConn struct {
 	net.Conn
 	active *metrics.Cluster
 	once   sync.Once
+}
+
+// CloseWrite half-closes the TCP connection (for upgraded tunnels).
+func (c *countedConn) CloseWrite() error {
+	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return c.Conn.Close()
 }
 
 func (c *countedConn) Close() error {

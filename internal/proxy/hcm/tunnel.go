@@ -72,9 +72,10 @@ func (b bufioReader) Read(p []byte) (int, error) {
 	return b.r.Read(p)
 }
 
+// closeWrite half-closes c when it can, and closes it otherwise, so the
+// peer always learns that no more bytes come.
 func closeWrite(c any) {
-	if cw, ok := c.(interface{ CloseWrite() error }); ok {
-		_ = cw.CloseWrite()
+	if cw, ok := c.(interface{ CloseWrite() error }); ok && cw.CloseWrite() == nil {
 		return
 	}
 	if cl, ok := c.(io.Closer); ok {

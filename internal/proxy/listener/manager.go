@@ -76,7 +76,7 @@ func (m *Manager) Apply(ls []*Listener) error {
 	defer m.mu.Unlock()
 	fresh := map[string]net.Listener{}
 	for _, l := range ls {
-		if a, ok := m.active[l.Name]; ok && a.addr == l.Address {
+		if a, ok := m.active[l.Name]; ok && a.sameAddress(l.Address) {
 			continue
 		}
 		ln, err := m.bind(l)
@@ -135,6 +135,13 @@ func (m *Manager) Apply(ls []*Listener) error {
 		go m.drain(srv)
 	}
 	return nil
+}
+
+// sameAddress reports whether addr is the address a was configured with or
+// the one it is bound to (a listener first configured with port 0 may be
+// reconfigured with the port it got).
+func (a *active) sameAddress(addr string) bool {
+	return a.addr == addr || a.ln.Addr().String() == addr
 }
 
 func (m *Manager) bind(l *Listener) (net.Listener, error) {
