@@ -43,7 +43,7 @@ func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
 	root.SetOut(stdout)
 	root.SetErr(stderr)
 	root.AddCommand(
-		proxycmd.NewCommand(),
+		newProxyCmd(),
 		newEchoCmd(),
 		newVersionCmd(),
 	)

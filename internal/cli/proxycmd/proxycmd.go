@@ -1,11 +1,13 @@
-// Package proxycmd is the `trellis proxy` command. It lives in its own
-// package so the lean sidecar binary (cmd/trellis-proxy) links only the data
-// plane and none of the control plane's dependencies.
+// Package proxycmd runs the proxy from the command line: the whole of the
+// lean sidecar binary (cmd/trellis-proxy) and the body of `trellis proxy`.
+// It uses Go's flag package, not cobra, and links nothing of the control
+// plane, so the sidecar stays small.
 package proxycmd
 
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -17,8 +19,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/spf13/cobra"
-
 	"github.com/trellis-mesh/trellis/internal/proxy"
 	"github.com/trellis-mesh/trellis/internal/xds/decode"
 )
@@ -29,7 +29,8 @@ type ExitCode int
 
 func (e ExitCode) Error() string { return fmt.Sprintf("exit status %d", int(e)) }
 
-type options struct {
+// Options are the proxy command's flags.
+type Options struct {
 	configPath   string
 	validate     bool
 	drainTimeout time.Duration
@@ -37,7 +38,8 @@ type options struct {
 	logFormat    string
 }
 
-func (o *options) check() error {
+// Check validates the flags.
+func (o *Options) Check() error {
 	if o.configPath == "" {
 		return errors.New("--config-path (-c) is required")
 	}
@@ -54,41 +56,55 @@ func (o *options) check() error {
 	return nil
 }
 
-// NewCommand returns the `proxy` command.
-func NewCommand() *cobra.Command {
-	o := &options{}
-	cmd := &cobra.Command{
-		Use:   "proxy -c BOOTSTRAP",
-		Short: "Run the data-plane proxy from an Envoy v3 bootstrap file",
-		Long: "Run the Trellis proxy. Its configuration is an Envoy v3 Bootstrap (YAML or JSON);\n" +
-			"docs/proxy-config.md lists the supported fields. SIGHUP re-reads the file and swaps\n" +
-			"the configuration without dropping connections; SIGTERM drains and exits 0.",
-		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := o.check(); err != nil {
-				return err
-			}
-			return run(cmd.Context(), o, cmd.OutOrStdout(), cmd.ErrOrStderr())
-		},
-	}
-	f := cmd.Flags()
-	f.StringVarP(&o.configPath, "config-path", "c", "", "Envoy v3 bootstrap file (YAML or JSON)")
+// Long is the command's description.
+const Long = "Run the Trellis proxy. Its configuration is an Envoy v3 Bootstrap (YAML or JSON);\n" +
+	"docs/proxy-config.md lists the supported fields. SIGHUP re-reads the file and swaps\n" +
+	"the configuration without dropping connections; SIGTERM drains and exits 0."
+
+// FlagSet is what *flag.FlagSet and cobra's *pflag.FlagSet have in common,
+// so the lean binary can parse the same flags without linking cobra.
+type FlagSet interface {
+	StringVar(p *string, name, value, usage string)
+	BoolVar(p *bool, name string, value bool, usage string)
+	DurationVar(p *time.Duration, name string, value time.Duration, usage string)
+}
+
+// Bind registers the flags on f.
+func (o *Options) Bind(f FlagSet) {
+	f.StringVar(&o.configPath, "config-path", "", "Envoy v3 bootstrap file (YAML or JSON); -c for short")
+	f.StringVar(&o.configPath, "c", "", "shorthand for --config-path")
 	f.BoolVar(&o.validate, "validate", false, "check the configuration and exit (0 if valid)")
 	f.DurationVar(&o.drainTimeout, "drain-timeout", 15*time.Second, "how long SIGTERM waits for in-flight requests")
 	f.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	f.StringVar(&o.logFormat, "log-format", "text", "log format: text or json")
-	return cmd
 }
 
-// Main runs the proxy command as a program of its own (trellis-proxy).
+// Main runs the proxy command as a program of its own (trellis-proxy),
+// with Go's flag package so the sidecar binary does not link cobra.
 func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	cmd := NewCommand()
-	cmd.Use = "trellis-proxy -c BOOTSTRAP"
-	cmd.SilenceUsage, cmd.SilenceErrors = true, true
-	cmd.SetArgs(args)
-	cmd.SetOut(stdout)
-	cmd.SetErr(stderr)
-	if err := cmd.ExecuteContext(ctx); err != nil {
+	o := &Options{}
+	fs := flag.NewFlagSet("trellis-proxy", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "Usage: trellis-proxy -c BOOTSTRAP [flags]\n\n%s\n\nFlags:\n", Long)
+		fs.PrintDefaults()
+	}
+	o.Bind(fs)
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "trellis-proxy: unexpected arguments %q\n", fs.Args())
+		return 2
+	}
+	if err := o.Check(); err != nil {
+		fmt.Fprintln(stderr, "trellis-proxy:", err)
+		return 2
+	}
+	if err := Run(ctx, o, stdout, stderr); err != nil {
 		var ec ExitCode
 		if errors.As(err, &ec) {
 			return int(ec)
@@ -99,7 +115,8 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	return 0
 }
 
-func run(ctx context.Context, o *options, stdout, stderr io.Writer) error {
+// Run runs the proxy until ctx ends, then drains.
+func Run(ctx context.Context, o *Options, stdout, stderr io.Writer) error {
 	b, err := decode.LoadBootstrap(o.configPath)
 	if err != nil {
 		fmt.Fprintf(stderr, "invalid configuration: %v\n", err)
@@ -132,6 +149,9 @@ func run(ctx context.Context, o *options, stdout, stderr io.Writer) error {
 		return ExitCode(1)
 	}
 	printAddrs(stdout, p)
+	// Decoding the bootstrap and building the snapshot leave garbage that an
+	// idle sidecar would otherwise keep resident until the next GC cycle.
+	debug.FreeOSMemory()
 
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
