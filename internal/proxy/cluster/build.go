@@ -95,6 +95,7 @@ func (m *Manager) build(pc *clusterv3.Cluster, secrets tlsx.Secrets) (*Cluster, 
 	}
 	if c.Kind != Static {
 		c.dns = &dnsConfig{refresh: DefaultDNSRefresh, family: pc.GetDnsLookupFamily()}
+		//lint:ignore SA1019 Envoy still honours this deprecated field; so does Trellis.
 		if r := pc.GetDnsRefreshRate(); r != nil {
 			c.dns.refresh = r.AsDuration()
 		}

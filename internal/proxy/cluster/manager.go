@@ -19,13 +19,12 @@ import (
 type Manager struct {
 	metrics *metrics.Registry
 
-	mu       sync.Mutex
-	hosts    map[hostKey]*lb.Host
-	pools    map[string]*pools // by cluster name, for the committed set
-	pending  map[string]*pools // built but not yet committed
-	current  *Set
-	stopDNS  context.CancelFunc
-	resolver *net.Resolver
+	mu      sync.Mutex
+	hosts   map[hostKey]*lb.Host
+	pools   map[string]*pools // by cluster name, for the committed set
+	pending map[string]*pools // built but not yet committed
+	current *Set
+	stopDNS context.CancelFunc
 }
 
 type hostKey struct{ cluster, addr string }

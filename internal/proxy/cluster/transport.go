@@ -51,7 +51,6 @@ type pools struct {
 	cfg  transportConfig
 	main *http.Transport
 	h2   *http.Transport // only for protoDownstream
-	refs int
 }
 
 // ConnectError marks an error that happened while connecting to an

@@ -68,6 +68,7 @@ type Config struct {
 	GenerateRequestID         bool
 	PreserveExternalRequestID bool
 	ServerName                string
+	serverValue               []string // {ServerName}, shared read-only
 	ServerHeader              hcmv3.HttpConnectionManager_ServerHeaderTransformation
 	Via                       string
 	Upgrades                  map[string]bool // lower-case upgrade type → enabled
@@ -107,6 +108,7 @@ func Build(pb *hcmv3.HttpConnectionManager, d Deps) (*Config, error) {
 	if pb.GetServerName() != "" {
 		c.ServerName = pb.GetServerName()
 	}
+	c.serverValue = []string{c.ServerName}
 	var errs []error
 	fail := func(format string, a ...any) { errs = append(errs, fmt.Errorf(format, a...)) }
 

@@ -101,6 +101,7 @@ func (s *stream) forward(rt *route.Route, path string) {
 
 	host.Begin()
 	defer host.End()
+	defer func() { cl.Stats.BytesSent.Add(float64(s.reqBody.n)) }()
 	t0 := time.Now()
 	resp, err := cl.Transport(r.ProtoMajor).RoundTrip(out)
 	s.upstreamTime = time.Since(t0)

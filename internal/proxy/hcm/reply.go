@@ -1,6 +1,7 @@
 package hcm
 
 import (
+	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -90,11 +91,11 @@ func (s *stream) localReply(code int, flag accesslog.Flags, reason, detail strin
 
 func (s *stream) serverHeader(h http.Header) {
 	switch s.cfg.ServerHeader {
-	case 0: // OVERWRITE
-		h["Server"] = []string{s.cfg.ServerName}
-	case 1: // APPEND_IF_ABSENT
+	case hcmv3.HttpConnectionManager_OVERWRITE:
+		h["Server"] = s.cfg.serverValue
+	case hcmv3.HttpConnectionManager_APPEND_IF_ABSENT:
 		if _, ok := h["Server"]; !ok {
-			h["Server"] = []string{s.cfg.ServerName}
+			h["Server"] = s.cfg.serverValue
 		}
 	}
 }

@@ -61,9 +61,9 @@ func (s *stream) prepareHeaders() {
 	if err != nil {
 		peerIP = peer
 	}
-	scheme := "http"
+	scheme := valHTTP
 	if r.TLS != nil {
-		scheme = "https"
+		scheme = valHTTPS
 	}
 	s.remote = peer
 	internal := true
@@ -78,7 +78,7 @@ func (s *stream) prepareHeaders() {
 				h["X-Forwarded-For"] = []string{s.xff + ", " + peerIP}
 			}
 		}
-		h["X-Forwarded-Proto"] = []string{scheme}
+		h["X-Forwarded-Proto"] = scheme
 	} else {
 		if s.xff != "" {
 			if ip := trustedXFF(s.xff, c.XFFTrustedHops); ip != "" {
@@ -86,7 +86,7 @@ func (s *stream) prepareHeaders() {
 			}
 		}
 		if _, ok := h["X-Forwarded-Proto"]; !ok {
-			h["X-Forwarded-Proto"] = []string{scheme}
+			h["X-Forwarded-Proto"] = scheme
 		}
 	}
 	removeHopByHop(h, isUpgrade(r))
@@ -105,6 +105,15 @@ func (s *stream) prepareHeaders() {
 	}
 	s.vars = route.Vars{Request: r, RemoteAddr: peer, LocalAddr: localAddr(r)}
 }
+
+// Header values shared by every request. Header maps only ever replace or
+// append to a value slice (append to a full slice copies), so sharing these
+// read-only slices is safe.
+var (
+	valHTTP  = []string{"http"}
+	valHTTPS = []string{"https"}
+	valText  = []string{"text/plain"}
+)
 
 // trustedXFF returns the client address from X-Forwarded-For, skipping
 // hops trusted hops from the right (Envoy's xff_num_trusted_hops).
@@ -198,7 +207,7 @@ func (s *stream) direct(rt *route.Route) {
 	s.serverHeader(h)
 	if len(rt.Body) > 0 {
 		if _, ok := h["Content-Type"]; !ok {
-			h.Set("Content-Type", "text/plain")
+			h["Content-Type"] = valText
 		}
 	}
 	s.status, s.wroteHeader = rt.Status, true

@@ -184,8 +184,9 @@ func compileAdds(field string, opts []*corev3.HeaderValueOption) ([]HeaderAdd, e
 			return nil, fmt.Errorf("%s[%d].header.key: %q cannot be modified", field, i, key)
 		}
 		action := o.GetAppendAction()
-		if o.GetAppend() != nil {
-			if o.GetAppend().GetValue() {
+		//lint:ignore SA1019 Envoy still honours this deprecated field; so does Trellis.
+		if appendOpt := o.GetAppend(); appendOpt != nil {
+			if appendOpt.GetValue() {
 				action = corev3.HeaderValueOption_APPEND_IF_EXISTS_OR_ADD
 			} else {
 				action = corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD

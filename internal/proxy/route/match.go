@@ -114,14 +114,19 @@ func compileHeaderMatch(h *routev3.HeaderMatcher) (headerMatch, error) {
 		hm.present = &v
 		return hm, nil
 	case *routev3.HeaderMatcher_ExactMatch:
+		//lint:ignore SA1019 Envoy still honours this deprecated field; so does Trellis.
 		sm = &matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_Exact{Exact: s.ExactMatch}}
 	case *routev3.HeaderMatcher_PrefixMatch:
+		//lint:ignore SA1019 Envoy still honours this deprecated field; so does Trellis.
 		sm = &matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_Prefix{Prefix: s.PrefixMatch}}
 	case *routev3.HeaderMatcher_SuffixMatch:
+		//lint:ignore SA1019 Envoy still honours this deprecated field; so does Trellis.
 		sm = &matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_Suffix{Suffix: s.SuffixMatch}}
 	case *routev3.HeaderMatcher_ContainsMatch:
+		//lint:ignore SA1019 Envoy still honours this deprecated field; so does Trellis.
 		sm = &matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_Contains{Contains: s.ContainsMatch}}
 	case *routev3.HeaderMatcher_SafeRegexMatch:
+		//lint:ignore SA1019 Envoy still honours this deprecated field; so does Trellis.
 		sm = &matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_SafeRegex{SafeRegex: s.SafeRegexMatch}}
 	case *routev3.HeaderMatcher_StringMatch:
 		sm = s.StringMatch

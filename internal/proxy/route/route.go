@@ -133,6 +133,7 @@ func (rt *Route) compileForward(a *routev3.RouteAction) error {
 		if rt.totalWeight == 0 {
 			return errors.New("weighted_clusters: the sum of weights must be > 0")
 		}
+		//lint:ignore SA1019 Envoy still honours this deprecated field; so does Trellis.
 		if tw := s.WeightedClusters.GetTotalWeight(); tw != nil && uint64(tw.GetValue()) != rt.totalWeight {
 			return fmt.Errorf("weighted_clusters.total_weight: %d differs from the sum of weights %d", tw.GetValue(), rt.totalWeight)
 		}

@@ -183,7 +183,8 @@ func TestServerConfigErrors(t *testing.T) {
 			ctx: downstream(false, withVC(&tlsv3.CertificateValidationContext{
 				TrustedCa:                 fileDS(ca.File()),
 				MatchTypedSubjectAltNames: []*tlsv3.SubjectAltNameMatcher{san(tlsv3.SubjectAltNameMatcher_DNS, exact("x"))},
-				MatchSubjectAltNames:      []*matcherv3.StringMatcher{exact("y")},
+				//lint:ignore SA1019 the deprecated field is tested on purpose.
+				MatchSubjectAltNames: []*matcherv3.StringMatcher{exact("y")},
 			})),
 			wantErr: "common_tls_context.validation_context: match_typed_subject_alt_names and the deprecated match_subject_alt_names cannot both be set",
 		},

@@ -172,7 +172,8 @@ func TestServerConfigHandshake(t *testing.T) {
 		{
 			name: "deprecated match_subject_alt_names matches any SAN type",
 			ctx: downstream(true, serverCC(&tlsv3.CertificateValidationContext{
-				TrustedCa:            fileDS(p.ca.File()),
+				TrustedCa: fileDS(p.ca.File()),
+				//lint:ignore SA1019 the deprecated field is tested on purpose.
 				MatchSubjectAltNames: []*matcherv3.StringMatcher{exact(frontendID)},
 			})),
 			clientCert: p.client,

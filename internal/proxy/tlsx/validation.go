@@ -100,6 +100,7 @@ func newVerifier(vc *tlsv3.CertificateValidationContext, path string) (*verifier
 			v.roots.AddCert(c)
 		}
 	}
+	//lint:ignore SA1019 Envoy still honours this deprecated field; so does Trellis.
 	typed, legacy := vc.GetMatchTypedSubjectAltNames(), vc.GetMatchSubjectAltNames()
 	if len(typed) > 0 && len(legacy) > 0 {
 		// envoy: getSubjectAltNameMatchers throws on this, though the proto

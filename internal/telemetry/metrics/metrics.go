@@ -14,6 +14,7 @@ import (
 	"sync/atomic"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 )
 
 // LatencyBuckets are the histogram buckets, in seconds, for request latency.
@@ -76,7 +77,7 @@ func New() *Registry {
 	r.tcpCx = c("trellis_tcp_connections_total", "Connections handled by tcp_proxy.", "stat_prefix")
 	r.tcpActive = g("trellis_tcp_connections_active", "tcp_proxy connections open.", "stat_prefix")
 	r.tcpBytes = c("trellis_tcp_bytes_total", "Bytes proxied by tcp_proxy.", "stat_prefix", "direction")
-	r.Prom.MustRegister(prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
+	r.Prom.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return r
 }
 

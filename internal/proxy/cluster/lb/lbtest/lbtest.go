@@ -145,7 +145,7 @@ func Run(t *testing.T, newPolicy func() lb.Policy, opts Options) {
 					req.Hash, req.HasHash = rand.Uint64(), i%3 == 0
 					h := q.Pick(req)
 					if index(members, h) < 0 {
-						errs <- fmt.Errorf("Pick returned %v, not a member", h)
+						errs <- fmt.Errorf("pick returned %v, not a member", h)
 						return
 					}
 					// Move in-flight counts while others pick.
