@@ -33,11 +33,13 @@ func newProxyCmd() *cobra.Command {
 type pflags struct{ fs *pflag.FlagSet }
 
 func (p pflags) StringVar(v *string, name, value, usage string) {
-	if name == "c" {
-		p.fs.Lookup("config-path").Shorthand = name
-		return
+	switch name {
+	case "c":
+	case "config-path":
+		p.fs.StringVarP(v, name, "c", value, "Envoy v3 bootstrap file (YAML or JSON)")
+	default:
+		p.fs.StringVar(v, name, value, usage)
 	}
-	p.fs.StringVar(v, name, value, usage)
 }
 
 func (p pflags) BoolVar(v *bool, name string, value bool, usage string) {

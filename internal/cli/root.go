@@ -45,6 +45,7 @@ func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
 	root.AddCommand(
 		newProxyCmd(),
 		newEchoCmd(),
+		newDemoCmd(),
 		newVersionCmd(),
 	)
 	return root

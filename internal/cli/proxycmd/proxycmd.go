@@ -117,6 +117,11 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 
 // Run runs the proxy until ctx ends, then drains.
 func Run(ctx context.Context, o *Options, stdout, stderr io.Writer) error {
+	// Listen for SIGHUP before anything is printed: a supervisor that reloads
+	// as soon as it sees the listening lines must not kill the proxy.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
 	b, err := decode.LoadBootstrap(o.configPath)
 	if err != nil {
 		fmt.Fprintf(stderr, "invalid configuration: %v\n", err)
@@ -153,9 +158,6 @@ func Run(ctx context.Context, o *Options, stdout, stderr io.Writer) error {
 	// idle sidecar would otherwise keep resident until the next GC cycle.
 	debug.FreeOSMemory()
 
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
 	for {
 		select {
 		case <-hup:
