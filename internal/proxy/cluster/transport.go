@@ -46,11 +46,17 @@ func (a transportConfig) equal(b transportConfig) bool {
 	return (ta == nil) == (tb == nil) && (ta == nil || reflect.DeepEqual(ta.Certificates, tb.Certificates))
 }
 
+// roundTripper is an upstream client with a connection pool.
+type roundTripper interface {
+	http.RoundTripper
+	CloseIdleConnections()
+}
+
 // pools are the connection pools of one cluster.
 type pools struct {
 	cfg  transportConfig
-	main *http.Transport
-	h2   *http.Transport // only for protoDownstream
+	main roundTripper
+	h2   roundTripper // only for protoDownstream
 }
 
 // ConnectError marks an error that happened while connecting to an
@@ -78,21 +84,74 @@ func newPools(cfg transportConfig, stats func() *metrics.Cluster) *pools {
 	return p
 }
 
-func newTransport(cfg transportConfig, proto protocol, stats func() *metrics.Cluster) *http.Transport {
-	d := &net.Dialer{Timeout: cfg.connectTimeout, KeepAlive: 30 * time.Second}
+// dialer connects to upstream hosts, counting connections, and for TLS
+// clusters completes the handshake as part of connecting: a failed one
+// (untrusted peer, SAN mismatch) is a connect failure (UF), as in Envoy.
+type dialer struct {
+	cfg   transportConfig
+	tls   *tls.Config // with NextProtos for the protocol; nil for plaintext
+	stats func() *metrics.Cluster
+	d     net.Dialer
+}
+
+func (d *dialer) plain(ctx context.Context, _, addr string) (net.Conn, error) {
+	s := d.stats()
+	c, err := d.d.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		s.ConnectFail.Inc()
+		return nil, &ConnectError{Err: err}
+	}
+	s.Connections.Inc()
+	s.Active.Inc()
+	return &countedConn{Conn: c, active: s}, nil
+}
+
+func (d *dialer) withTLS(ctx context.Context, network, addr string) (net.Conn, error) {
+	c, err := d.plain(ctx, network, addr)
+	if err != nil {
+		return nil, err
+	}
+	tlsConn := tls.Client(c, d.tls)
+	hctx, cancel := context.WithTimeout(ctx, d.cfg.connectTimeout)
+	defer cancel()
+	if err := tlsConn.HandshakeContext(hctx); err != nil {
+		c.Close()
+		d.stats().ConnectFail.Inc()
+		return nil, &ConnectError{Err: err}
+	}
+	return tlsConn, nil
+}
+
+// dial returns the connect function for the cluster's transport.
+func (d *dialer) dial() func(ctx context.Context, network, addr string) (net.Conn, error) {
+	if d.tls != nil {
+		return d.withTLS
+	}
+	return d.plain
+}
+
+func newTransport(cfg transportConfig, proto protocol, stats func() *metrics.Cluster) roundTripper {
+	d := &dialer{cfg: cfg, stats: stats, d: net.Dialer{Timeout: cfg.connectTimeout, KeepAlive: 30 * time.Second}}
+	if cfg.tls != nil {
+		d.tls = cfg.tls.Clone()
+		switch {
+		case proto == protoHTTP2:
+			d.tls.NextProtos = []string{"h2"}
+		case proto == protoAuto && len(d.tls.NextProtos) == 0:
+			d.tls.NextProtos = []string{"h2", "http/1.1"}
+		case proto == protoHTTP1 && len(d.tls.NextProtos) == 0:
+			d.tls.NextProtos = []string{"http/1.1"}
+		}
+	}
+	if proto == protoHTTP1 {
+		dial := d.dial()
+		return newH1Transport(func(ctx context.Context, addr string) (net.Conn, error) {
+			return dial(ctx, "tcp", addr)
+		}, cfg.idleTimeout, cfg.bufferLimit)
+	}
 	t := &http.Transport{
-		Proxy: nil,
-		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
-			s := stats()
-			c, err := d.DialContext(ctx, network, addr)
-			if err != nil {
-				s.ConnectFail.Inc()
-				return nil, &ConnectError{Err: err}
-			}
-			s.Connections.Inc()
-			s.Active.Inc()
-			return &countedConn{Conn: c, active: s}, nil
-		},
+		Proxy:       nil,
+		DialContext: d.plain,
 		// Pools are sized to concurrency: Go's default of 2 idle
 		// connections per host makes a busy proxy reconnect constantly.
 		MaxIdleConns:          0,
@@ -108,37 +167,11 @@ func newTransport(cfg transportConfig, proto protocol, stats func() *metrics.Clu
 			MaxReceiveBufferPerConnection: int(cfg.h2ConnWindow),
 		},
 	}
-	if cfg.tls != nil {
-		tc := cfg.tls.Clone()
-		if proto == protoHTTP2 {
-			tc.NextProtos = []string{"h2"}
-		} else if proto == protoAuto && len(tc.NextProtos) == 0 {
-			tc.NextProtos = []string{"h2", "http/1.1"}
-		} else if proto == protoHTTP1 && len(tc.NextProtos) == 0 {
-			tc.NextProtos = []string{"http/1.1"}
-		}
-		// The handshake is part of connecting: a failed one (untrusted
-		// peer, SAN mismatch) is a connect failure (UF), as in Envoy.
-		t.DialTLSContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
-			c, err := t.DialContext(ctx, network, addr)
-			if err != nil {
-				return nil, err
-			}
-			tlsConn := tls.Client(c, tc)
-			hctx, cancel := context.WithTimeout(ctx, cfg.connectTimeout)
-			defer cancel()
-			if err := tlsConn.HandshakeContext(hctx); err != nil {
-				c.Close()
-				stats().ConnectFail.Inc()
-				return nil, &ConnectError{Err: err}
-			}
-			return tlsConn, nil
-		}
+	if d.tls != nil {
+		t.DialTLSContext = d.withTLS
 	}
 	var ps http.Protocols
 	switch proto {
-	case protoHTTP1:
-		ps.SetHTTP1(true)
 	case protoHTTP2:
 		if cfg.tls != nil {
 			ps.SetHTTP2(true)

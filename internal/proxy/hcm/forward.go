@@ -88,8 +88,8 @@ func (s *stream) forward(rt *route.Route, path string) {
 	if r.ContentLength == 0 {
 		out.Body = nil
 	} else if r.Body != nil {
-		s.reqBody.rc = r.Body
-		out.Body = &s.reqBody
+		s.reqBody = &countingBody{rc: r.Body}
+		out.Body = s.reqBody
 		if r.ProtoMajor == 1 {
 			// The response may start while the request body still streams
 			// (an echo, a gRPC-Web-like exchange); net/http's HTTP/1 server
@@ -101,7 +101,7 @@ func (s *stream) forward(rt *route.Route, path string) {
 
 	host.Begin()
 	defer host.End()
-	defer func() { cl.Stats.BytesSent.Add(float64(s.reqBody.n)) }()
+	defer func() { cl.Stats.BytesSent.Add(float64(s.reqBody.count())) }()
 	t0 := time.Now()
 	resp, err := cl.Transport(r.ProtoMajor).RoundTrip(out)
 	s.upstreamTime = time.Since(t0)

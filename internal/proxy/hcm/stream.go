@@ -5,6 +5,7 @@ import (
 	"net"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/trellis-mesh/trellis/internal/proxy/route"
@@ -33,24 +34,34 @@ type stream struct {
 	upstreamHost string
 	upstreamTime time.Duration
 	bytesSent    int64
-	reqBody      countingBody
-	vars         route.Vars
+	// reqBody is allocated per request with a body, never pooled: upstream
+	// clients may read a request body after RoundTrip returns.
+	reqBody *countingBody
+	vars    route.Vars
 }
 
 var streamPool = sync.Pool{New: func() any { return new(stream) }}
 
 func (s *stream) reset() { *s = stream{} }
 
-// countingBody counts request body bytes read by the upstream transport.
+// countingBody counts request body bytes read by the upstream transport,
+// which may read on a goroutine of its own.
 type countingBody struct {
 	rc io.ReadCloser
-	n  int64
+	n  int64 // accessed atomically
 }
 
 func (b *countingBody) Read(p []byte) (int, error) {
 	n, err := b.rc.Read(p)
-	b.n += int64(n)
+	atomic.AddInt64(&b.n, int64(n))
 	return n, err
+}
+
+func (b *countingBody) count() int64 {
+	if b == nil {
+		return 0
+	}
+	return atomic.LoadInt64(&b.n)
 }
 
 func (b *countingBody) Close() error { return b.rc.Close() }
@@ -74,7 +85,7 @@ func (s *stream) finish() {
 		Method: s.method, Authority: s.authority, Path: s.path, Protocol: s.r.Proto,
 		Status: s.status, Flags: s.flags, Reason: s.reason, Duration: d,
 		UpstreamHost: s.upstreamHost, UpstreamCluster: s.cluster, UpstreamServiceTime: s.upstreamTime,
-		BytesReceived: s.reqBody.n, BytesSent: s.bytesSent, RequestID: s.requestID,
+		BytesReceived: s.reqBody.count(), BytesSent: s.bytesSent, RequestID: s.requestID,
 		DownstreamRemote: s.remote, UserAgent: s.userAgent, ForwardedFor: s.xff,
 	}
 	if s.route != nil {

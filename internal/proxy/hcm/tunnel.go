@@ -44,13 +44,14 @@ func (s *stream) tunnel(resp *http.Response) {
 	if err := brw.Flush(); err != nil {
 		return
 	}
+	tunnelIn := &countingBody{rc: io.NopCloser(bufioReader{brw.Reader, conn})}
+	s.reqBody = tunnelIn
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
 		// Bytes the server already buffered from the client come first.
-		n, _ := io.Copy(up, bufioReader{brw.Reader, conn})
-		s.reqBody.n += n
+		_, _ = io.Copy(up, tunnelIn)
 		closeWrite(up)
 	}()
 	n, _ := io.Copy(conn, up)
