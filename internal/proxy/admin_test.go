@@ -92,8 +92,22 @@ static_resources:
 		b, _ := io.ReadAll(resp.Body)
 		resp.Body.Close()
 		s := string(b)
-		if !strings.Contains(s, "envoy.admin.v3.BootstrapConfigDump") || !strings.Contains(s, `"name": "web"`) {
-			t.Fatalf("config dump:\n%s", s)
+		var dump struct {
+			Configs []struct {
+				Type      string `json:"@type"`
+				Bootstrap struct {
+					StaticResources struct {
+						Clusters []struct {
+							Name string `json:"name"`
+						} `json:"clusters"`
+					} `json:"static_resources"`
+				} `json:"bootstrap"`
+			} `json:"configs"`
+		}
+		if err := json.Unmarshal(b, &dump); err != nil || len(dump.Configs) != 1 ||
+			dump.Configs[0].Type != "type.googleapis.com/envoy.admin.v3.BootstrapConfigDump" ||
+			dump.Configs[0].Bootstrap.StaticResources.Clusters[0].Name != "web" {
+			t.Fatalf("config dump (%v):\n%s", err, s)
 		}
 		if strings.Contains(s, "PRIVATE KEY") || !strings.Contains(s, "CERTIFICATE") {
 			t.Fatal("config dump leaks the inline private key or lost the certificate")

@@ -249,7 +249,7 @@ func (p *Proxy) ConfigDump() ([]byte, error) {
 	if s == nil {
 		return []byte(`{"configs":[]}`), nil
 	}
-	b, err := protojson.MarshalOptions{Indent: "  "}.Marshal(redact(s.bootstrap))
+	b, err := protojson.MarshalOptions{UseProtoNames: true}.Marshal(redact(s.bootstrap))
 	if err != nil {
 		return nil, err
 	}

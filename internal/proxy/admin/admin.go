@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"sort"
 	"strings"
 	"time"
@@ -73,9 +74,13 @@ func Handler(src Source, reg *prometheus.Registry, started time.Time, version st
 			"uptime_current_epoch": fmt.Sprintf("%ds", int(time.Since(started).Seconds())),
 		})
 	})
+	// Go's profiler, Trellis' answer to Envoy's /cpuprofiler and /heapprofiler.
+	mux.HandleFunc("GET /debug/pprof/", pprof.Index)
+	mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
 	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, _ *http.Request) {
 		fmt.Fprint(w, "trellis proxy admin\n  /ready\n  /stats/prometheus\n  /config_dump\n  /clusters[?format=json]\n"+
-			"  /server_info\n  POST /healthcheck/fail\n  POST /healthcheck/ok\n")
+			"  /server_info\n  /debug/pprof/ (Go profiles)\n  POST /healthcheck/fail\n  POST /healthcheck/ok\n")
 	})
 	return mux
 }

@@ -1,7 +1,10 @@
 package hcm
 
 import (
+	"bufio"
+	"bytes"
 	"context"
+	"crypto/tls"
 	"errors"
 	"log"
 	"log/slog"
@@ -9,6 +12,7 @@ import (
 	"net/http"
 	"sync"
 	"sync/atomic"
+	"time"
 )
 
 // Server is a long-lived HTTP server for one filter chain of a listener.
@@ -17,7 +21,9 @@ import (
 type Server struct {
 	settings ServerSettings
 	cfg      atomic.Pointer[Config]
-	srv      *http.Server
+	srv      *http.Server // HTTP/2 (h2 and h2c)
+	h1       *h1Server    // HTTP/1.x
+	log      *slog.Logger
 	ln       *connListener
 	done     chan struct{}
 }
@@ -25,6 +31,8 @@ type Server struct {
 // NewServer starts a server with the connection-level settings of cfg.
 func NewServer(cfg *Config, logger *slog.Logger) *Server {
 	s := &Server{settings: cfg.Server, ln: newConnListener(), done: make(chan struct{})}
+	s.h1 = newH1Server(s)
+	s.log = logger
 	s.cfg.Store(cfg)
 	var ps http.Protocols
 	switch cfg.Server.Codec {
@@ -67,20 +75,89 @@ func (s *Server) Settings() ServerSettings { return s.settings }
 // Update makes cfg the configuration for requests that start from now on.
 func (s *Server) Update(cfg *Config) { s.cfg.Store(cfg) }
 
-// Serve hands an accepted (and, for TLS chains, TLS-wrapped) connection to
-// the server. It returns an error once the server is shutting down.
-func (s *Server) Serve(c net.Conn) error { return s.ln.push(c) }
+// tlsHandshakeTimeout bounds a downstream TLS handshake.
+const tlsHandshakeTimeout = 15 * time.Second
+
+// Serve serves an accepted (and, for TLS chains, TLS-wrapped) connection.
+// HTTP/1.x connections are served on the calling goroutine until they end;
+// HTTP/2 ones (ALPN h2, or the h2c preface with codec AUTO or HTTP2) are
+// handed to net/http's server and Serve returns at once. It returns an
+// error once the server is shutting down.
+func (s *Server) Serve(c net.Conn) error {
+	codec := s.settings.Codec
+	if tc, ok := c.(*tls.Conn); ok {
+		_ = tc.SetDeadline(time.Now().Add(tlsHandshakeTimeout))
+		err := tc.Handshake()
+		_ = tc.SetDeadline(time.Time{})
+		if err != nil {
+			c.Close()
+			return nil
+		}
+		st := tc.ConnectionState()
+		if st.NegotiatedProtocol == "h2" || codec == CodecHTTP2 {
+			return s.ln.push(c)
+		}
+		s.h1.serve(c, &st)
+		return nil
+	}
+	switch codec {
+	case CodecHTTP2:
+		return s.ln.push(c)
+	case CodecHTTP1:
+		s.h1.serve(c, nil)
+		return nil
+	}
+	// AUTO: h2c prior knowledge or HTTP/1.x, told apart by the preface.
+	hc := &limitReader{r: c, remain: noLimit}
+	br := h1ReaderPool.Get().(*bufio.Reader)
+	br.Reset(hc)
+	if isH2Preface(br) {
+		return s.ln.push(&bufferedConn{Conn: c, br: br})
+	}
+	s.h1.serveWith(c, br, hc)
+	return nil
+}
+
+var h2Preface = []byte("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
+
+// isH2Preface peeks just enough of br to tell the HTTP/2 connection
+// preface from an HTTP/1.x request line.
+func isH2Preface(br *bufio.Reader) bool {
+	for n := 1; n <= len(h2Preface); n++ {
+		b, err := br.Peek(n)
+		if !bytes.HasPrefix(h2Preface, b) {
+			return false
+		}
+		if err != nil {
+			return false
+		}
+	}
+	return true
+}
+
+// bufferedConn replays what a bufio.Reader already read from the conn.
+type bufferedConn struct {
+	net.Conn
+	br *bufio.Reader
+}
+
+func (b *bufferedConn) Read(p []byte) (int, error) { return b.br.Read(p) }
 
 // Shutdown stops accepting connections, closes idle ones and waits for
 // active requests to finish or ctx to end, after which remaining
 // connections are closed.
 func (s *Server) Shutdown(ctx context.Context) error {
+	var wg sync.WaitGroup
+	var h1err error
+	wg.Add(1)
+	go func() { defer wg.Done(); h1err = s.h1.shutdownH1(ctx) }()
 	err := s.srv.Shutdown(ctx)
 	if err != nil {
 		_ = s.srv.Close()
 	}
 	<-s.done
-	return err
+	wg.Wait()
+	return errors.Join(err, h1err)
 }
 
 // ServeHTTP implements http.Handler.
