@@ -56,6 +56,12 @@ func TestHTTP1Edges(t *testing.T) {
 			t.Fatalf("%d %q", resp.StatusCode, b)
 		}
 	})
+	t.Run("expect 100-continue refused before the body", func(t *testing.T) {
+		out := rawExchange(t, addr, "POST /x HTTP/1.1\r\nHost: nowhere.local\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n")
+		if !strings.HasPrefix(out, "HTTP/1.1 404") || strings.Contains(out, "100 Continue") {
+			t.Fatalf("got %q", out)
+		}
+	})
 	t.Run("HTTP/1.0 without keep-alive closes", func(t *testing.T) {
 		out := rawExchange(t, addr, "GET /health HTTP/1.0\r\nHost: app.local\r\n\r\n")
 		if !strings.HasPrefix(out, "HTTP/1.1 200") || !strings.HasSuffix(out, "fine") {

@@ -23,12 +23,15 @@ const (
 	DefaultConnectTimeout = 5 * time.Second
 	DefaultDNSRefresh     = 5 * time.Second
 	DefaultIdleTimeout    = time.Hour
+	// DefaultMaxRetries is Envoy's circuit_breakers max_retries default.
+	DefaultMaxRetries = 3
 )
 
 const httpOptionsKey = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
 
 func (m *Manager) build(pc *clusterv3.Cluster, secrets tlsx.Secrets) (*Cluster, error) {
 	c := &Cluster{Name: pc.GetName(), ConnectTimeout: DefaultConnectTimeout, Scheme: "http", mgr: m}
+	c.retries = m.retryLimitFor(c.Name, DefaultMaxRetries)
 	if t := pc.GetConnectTimeout(); t != nil {
 		c.ConnectTimeout = t.AsDuration()
 	}

@@ -32,6 +32,8 @@ type Cluster struct {
 	Scheme string
 	Stats  *metrics.Cluster
 
+	retries *retryLimit
+
 	policy    lb.Policy
 	endpoints []endpointSpec // as configured (DNS names unresolved)
 	state     atomic.Pointer[hostSet]
@@ -111,4 +113,47 @@ func (c *Cluster) setMembers(all []HostStatus) {
 	}
 	s.picker = c.policy.Build(members)
 	c.state.Store(s)
+}
+
+// AcquireRetry admits one more concurrent retry to the cluster, or reports
+// that the retry limit (circuit_breakers max_retries, Envoy's default 3)
+// overflowed. An admitted retry is released with ReleaseRetry when its
+// attempt has its answer.
+func (c *Cluster) AcquireRetry() bool {
+	if c.retries.tryAcquire() {
+		return true
+	}
+	c.Stats.RetryOverflow.Inc()
+	return false
+}
+
+// ReleaseRetry ends a retry admitted by AcquireRetry.
+func (c *Cluster) ReleaseRetry() {
+	c.retries.release()
+	c.Stats.Retries.Inc()
+}
+
+// retryLimit counts concurrent retries; it is shared by the snapshots of a
+// cluster so in-flight retries stay counted across updates.
+type retryLimit struct {
+	max    atomic.Int64
+	active atomic.Int64
+}
+
+func (l *retryLimit) tryAcquire() bool {
+	for {
+		n := l.active.Load()
+		if n >= l.max.Load() {
+			return false
+		}
+		if l.active.CompareAndSwap(n, n+1) {
+			return true
+		}
+	}
+}
+
+func (l *retryLimit) release() {
+	if l.active.Add(-1) < 0 {
+		l.active.Store(0)
+	}
 }

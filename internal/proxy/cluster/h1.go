@@ -97,9 +97,12 @@ var errStaleConn = errors.New("pooled connection closed by upstream")
 func (t *h1Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	addr := req.URL.Host
 	for attempt := 0; ; attempt++ {
-		c, reused := t.get(addr), true
+		var c *h1Conn
+		if attempt == 0 {
+			c = t.get(addr) // a retry always dials: the pool may hold more stale ones
+		}
+		reused := c != nil
 		if c == nil {
-			reused = false
 			nc, err := t.dial(req.Context(), addr)
 			if err != nil {
 				return nil, err

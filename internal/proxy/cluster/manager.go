@@ -23,6 +23,7 @@ type Manager struct {
 	hosts   map[hostKey]*lb.Host
 	pools   map[string]*pools // by cluster name, for the committed set
 	pending map[string]*pools // built but not yet committed
+	retries map[string]*retryLimit
 	current *Set
 	stopDNS context.CancelFunc
 }
@@ -36,7 +37,21 @@ func NewManager(reg *metrics.Registry) *Manager {
 		hosts:   map[hostKey]*lb.Host{},
 		pools:   map[string]*pools{},
 		pending: map[string]*pools{},
+		retries: map[string]*retryLimit{},
 	}
+}
+
+// retryLimitFor returns the long-lived retry counter of a cluster.
+func (m *Manager) retryLimitFor(name string, max int64) *retryLimit {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	l, ok := m.retries[name]
+	if !ok {
+		l = &retryLimit{}
+		m.retries[name] = l
+	}
+	l.max.Store(max)
+	return l
 }
 
 // Set is the immutable set of clusters of one snapshot.

@@ -18,8 +18,9 @@ import (
 )
 
 var (
-	errRouteTimeout = errors.New("route timeout")
-	errStreamIdle   = errors.New("stream idle timeout")
+	errRouteTimeout  = errors.New("route timeout")
+	errStreamIdle    = errors.New("stream idle timeout")
+	errPerTryTimeout = errors.New("per-try timeout")
 )
 
 var bufPool = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
@@ -50,14 +51,6 @@ func (s *stream) forward(rt *route.Route, path string) {
 	if len(rt.HashPolicies) > 0 {
 		lbReq.Hash, lbReq.HasHash = rt.Hash(r, s.remote)
 	}
-	host := cl.Pick(&lbReq)
-	if host == nil {
-		s.localReply(http.StatusServiceUnavailable, accesslog.NoHealthyUpstream, ReasonNoHealthyUpstream,
-			fmt.Sprintf("cluster %q has no healthy upstream host", name))
-		return
-	}
-	s.upstreamHost = host.Address
-	s.vars.UpstreamAddr = host.Address
 
 	ctx, cancel := context.WithCancelCause(r.Context())
 	defer cancel(nil)
@@ -72,55 +65,101 @@ func (s *stream) forward(rt *route.Route, path string) {
 	out := r.WithContext(ctx)
 	out.RequestURI = ""
 	out.Close = false
-	u := url.URL{Scheme: cl.Scheme, Host: host.Address, Path: r.URL.Path, RawPath: r.URL.RawPath, RawQuery: r.URL.RawQuery}
+	u := url.URL{Scheme: cl.Scheme, Path: r.URL.Path, RawPath: r.URL.RawPath, RawQuery: r.URL.RawQuery}
 	if p, changed := rt.RewritePath(path); changed {
 		if up, err := url.PathUnescape(p); err == nil {
 			u.Path, u.RawPath = up, p
 		}
 	}
 	out.URL = &u
-	switch {
-	case rt.HostRewrite != "":
+	if rt.HostRewrite != "" {
 		out.Host = rt.HostRewrite
-	case rt.AutoHostRewrite && host.Hostname != "":
-		out.Host = host.Hostname
 	}
-	if r.ContentLength == 0 {
+	policy := rt.Retry
+	var replay *replayBody
+	switch {
+	case r.ContentLength == 0 || r.Body == nil:
 		out.Body = nil
-	} else if r.Body != nil {
-		s.reqBody = &countingBody{rc: r.Body}
-		out.Body = s.reqBody
-		if r.ProtoMajor == 1 {
-			// The response may start while the request body still streams
-			// (an echo, a gRPC-Web-like exchange); net/http's HTTP/1 server
-			// otherwise stops reading the body at the first response write.
-			_ = http.NewResponseController(s.w).EnableFullDuplex()
-		}
+	case policy != nil && policy.NumRetries > 0:
+		replay = newReplayBody(r.Body, policy.BufferLimit)
+		s.reqBody = replay
+	default:
+		cb := &countingBody{rc: r.Body}
+		s.reqBody, out.Body = cb, cb
+	}
+	if out.Body != nil && r.ProtoMajor == 1 {
+		// The response may start while the request body still streams
+		// (an echo, a gRPC-Web-like exchange); net/http's HTTP/1 server
+		// otherwise stops reading the body at the first response write.
+		_ = http.NewResponseController(s.w).EnableFullDuplex()
 	}
 	s.applyRequestMutations(out.Header)
-
-	host.Begin()
-	defer host.End()
 	defer func() { cl.Stats.BytesSent.Add(float64(s.reqBody.count())) }()
-	t0 := time.Now()
-	resp, err := cl.Transport(r.ProtoMajor).RoundTrip(out)
-	s.upstreamTime = time.Since(t0)
-	cl.Stats.Duration.Observe(s.upstreamTime.Seconds())
-	if err != nil {
-		cl.Stats.Done(0)
-		s.upstreamError(ctx, cl, err)
-		return
-	}
-	cl.Stats.Done(resp.StatusCode)
-	if resp.StatusCode == http.StatusSwitchingProtocols {
-		if routeTimer != nil {
-			routeTimer.Stop() // the tunnel lives as long as both sides want it
+
+	var tried []*lb.Host
+	for attempt := 0; ; attempt++ {
+		host := pickHost(cl, &lbReq, policy, tried)
+		if host == nil {
+			s.localReply(http.StatusServiceUnavailable, accesslog.NoHealthyUpstream, ReasonNoHealthyUpstream,
+				fmt.Sprintf("cluster %q has no healthy upstream host", name))
+			return
 		}
-		idle.stop()
-		s.tunnel(resp)
+		s.upstreamHost = host.Address
+		s.vars.UpstreamAddr = host.Address
+		u.Host = host.Address
+		if rt.AutoHostRewrite && host.Hostname != "" {
+			out.Host = host.Hostname
+		}
+		tryCtx, tryCancel := ctx, context.CancelFunc(func() {})
+		if policy != nil && policy.PerTryTimeout > 0 {
+			tryCtx, tryCancel = context.WithTimeoutCause(ctx, policy.PerTryTimeout, errPerTryTimeout)
+		}
+		if attempt > 0 || policy != nil && policy.PerTryTimeout > 0 {
+			out = out.WithContext(tryCtx)
+		}
+		if replay != nil {
+			out.Body = replay.attempt()
+		}
+		host.Begin()
+		t0 := time.Now()
+		resp, err := cl.Transport(r.ProtoMajor).RoundTrip(out)
+		if attempt > 0 {
+			cl.ReleaseRetry()
+		}
+		s.upstreamTime = time.Since(t0)
+		cl.Stats.Duration.Observe(s.upstreamTime.Seconds())
+		if err != nil {
+			cl.Stats.Done(0)
+		} else {
+			cl.Stats.Done(resp.StatusCode)
+		}
+		if s.retry(ctx, tryCtx, policy, attempt, replay, cl, resp, err) {
+			host.End()
+			tryCancel()
+			tried = append(tried, host)
+			if !s.backoff(ctx, policy, attempt+1, resp) {
+				s.upstreamError(ctx, ctx, cl, ctx.Err())
+				return
+			}
+			continue
+		}
+		defer host.End()
+		defer tryCancel()
+		if err != nil {
+			s.upstreamError(ctx, tryCtx, cl, err)
+			return
+		}
+		if resp.StatusCode == http.StatusSwitchingProtocols {
+			if routeTimer != nil {
+				routeTimer.Stop() // the tunnel lives as long as both sides want it
+			}
+			idle.stop()
+			s.tunnel(resp)
+			return
+		}
+		s.copyResponse(tryCtx, resp, cl, idle)
 		return
 	}
-	s.copyResponse(ctx, resp, cl, idle)
 }
 
 func (s *stream) upgradeAllowed(rt *route.Route) bool {
@@ -133,15 +172,18 @@ func (s *stream) upgradeAllowed(rt *route.Route) bool {
 
 // upstreamError answers a request whose upstream exchange failed before any
 // response header arrived.
-func (s *stream) upstreamError(ctx context.Context, cl *cluster.Cluster, err error) {
-	switch cause := context.Cause(ctx); {
+func (s *stream) upstreamError(ctx, tryCtx context.Context, cl *cluster.Cluster, err error) {
+	switch cause := context.Cause(tryCtx); {
 	case errors.Is(cause, errRouteTimeout):
 		s.localReply(http.StatusGatewayTimeout, accesslog.UpstreamRequestTimeout, ReasonUpstreamTimeout,
 			fmt.Sprintf("route %q: upstream %s of cluster %q did not answer within the route timeout %v", s.route.Name, s.upstreamHost, cl.Name, s.route.Timeout))
+	case errors.Is(cause, errPerTryTimeout):
+		s.localReply(http.StatusGatewayTimeout, accesslog.UpstreamRequestTimeout, ReasonPerTryTimeout,
+			fmt.Sprintf("route %q: upstream %s of cluster %q did not answer within the per-try timeout %v", s.route.Name, s.upstreamHost, cl.Name, s.route.Retry.PerTryTimeout))
 	case errors.Is(cause, errStreamIdle):
 		s.localReply(http.StatusGatewayTimeout, accesslog.StreamIdleTimeout, ReasonStreamIdle,
 			fmt.Sprintf("stream idle for %v waiting for upstream %s of cluster %q", s.cfg.StreamIdleTimeout, s.upstreamHost, cl.Name))
-	case s.r.Context().Err() != nil:
+	case ctx.Err() == nil && s.r.Context().Err() != nil:
 		// The downstream went away; nobody reads a reply.
 		s.flags |= accesslog.DownstreamConnectionTermination
 		s.status = 0
@@ -218,6 +260,9 @@ func (s *stream) midStreamFailure(ctx context.Context) {
 	case errors.Is(cause, errRouteTimeout):
 		s.flags |= accesslog.UpstreamRequestTimeout
 		s.reason = ReasonUpstreamTimeout
+	case errors.Is(cause, errPerTryTimeout):
+		s.flags |= accesslog.UpstreamRequestTimeout
+		s.reason = ReasonPerTryTimeout
 	case errors.Is(cause, errStreamIdle):
 		s.flags |= accesslog.StreamIdleTimeout
 		s.reason = ReasonStreamIdle

@@ -185,7 +185,11 @@ func (hc *h1Conn) serveOne() bool {
 	if w.closeAfter || req.Close {
 		return false
 	}
-	// Keep-alive: the rest of the request body must be read first.
+	// Keep-alive: the rest of the request body must be read first. A
+	// client still waiting for "100 Continue" will not send it: close.
+	if ec, ok := req.Body.(*expectContinue); ok && !ec.sent {
+		return false
+	}
 	if req.Body != nil && req.Body != http.NoBody {
 		if _, err := io.CopyN(io.Discard, req.Body, 256<<10); err != io.EOF {
 			return false

@@ -19,11 +19,15 @@ const (
 	ReasonConnectFailure    = "upstream_connect_failure"
 	ReasonUpstreamReset     = "upstream_reset"
 	ReasonUpstreamTimeout   = "upstream_timeout"
-	ReasonStreamIdle        = "stream_idle_timeout"
-	ReasonUpgradeRejected   = "upgrade_not_allowed"
-	ReasonUpgradeFailed     = "upgrade_failed"
-	ReasonDirectResponse    = "direct_response"
-	ReasonRedirect          = "redirect"
+	ReasonPerTryTimeout     = "upstream_per_try_timeout"
+	// ReasonBodyTooLargeToRetry is logged when a request matched the retry
+	// policy but its body exceeded the retry buffer.
+	ReasonBodyTooLargeToRetry = "retry_body_too_large"
+	ReasonStreamIdle          = "stream_idle_timeout"
+	ReasonUpgradeRejected     = "upgrade_not_allowed"
+	ReasonUpgradeFailed       = "upgrade_failed"
+	ReasonDirectResponse      = "direct_response"
+	ReasonRedirect            = "redirect"
 )
 
 // ReasonHeader is the response header naming why the proxy answered.

@@ -17,6 +17,7 @@ import (
 func (c *Config) serve(w http.ResponseWriter, r *http.Request) {
 	s := streamPool.Get().(*stream)
 	s.cfg, s.start, s.w, s.r = c, time.Now(), w, r
+	s.reqBody = noBody{}
 	c.Stats.Active.Inc()
 	defer func() {
 		c.Stats.Active.Dec()

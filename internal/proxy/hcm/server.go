@@ -111,8 +111,8 @@ func (s *Server) Serve(c net.Conn) error {
 	hc := &limitReader{r: c, remain: noLimit}
 	br := h1ReaderPool.Get().(*bufio.Reader)
 	br.Reset(hc)
-	if isH2Preface(br) {
-		return s.ln.push(&bufferedConn{Conn: c, br: br})
+	if IsH2Preface(br) {
+		return s.ln.push(&BufferedConn{Conn: c, R: br})
 	}
 	s.h1.serveWith(c, br, hc)
 	return nil
@@ -120,9 +120,10 @@ func (s *Server) Serve(c net.Conn) error {
 
 var h2Preface = []byte("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
 
-// isH2Preface peeks just enough of br to tell the HTTP/2 connection
-// preface from an HTTP/1.x request line.
-func isH2Preface(br *bufio.Reader) bool {
+// IsH2Preface peeks just enough of br to tell the HTTP/2 connection
+// preface from an HTTP/1.x request line: it returns as soon as the bytes
+// differ, so a short HTTP/1.x request never waits for more.
+func IsH2Preface(br *bufio.Reader) bool {
 	for n := 1; n <= len(h2Preface); n++ {
 		b, err := br.Peek(n)
 		if !bytes.HasPrefix(h2Preface, b) {
@@ -135,13 +136,32 @@ func isH2Preface(br *bufio.Reader) bool {
 	return true
 }
 
-// bufferedConn replays what a bufio.Reader already read from the conn.
-type bufferedConn struct {
+// BufferedConn is a connection whose reads go through R, which may hold
+// bytes already read (peeked) from Conn.
+type BufferedConn struct {
 	net.Conn
-	br *bufio.Reader
+	R *bufio.Reader
 }
 
-func (b *bufferedConn) Read(p []byte) (int, error) { return b.br.Read(p) }
+func (b *BufferedConn) Read(p []byte) (int, error) { return b.R.Read(p) }
+
+// NetConn returns the wrapped connection.
+func (b *BufferedConn) NetConn() net.Conn { return b.Conn }
+
+// CloseWrite half-closes the connection, or closes it when it cannot.
+func (b *BufferedConn) CloseWrite() error {
+	c := b.Conn
+	for {
+		if cw, ok := c.(interface{ CloseWrite() error }); ok {
+			return cw.CloseWrite()
+		}
+		u, ok := c.(interface{ NetConn() net.Conn })
+		if !ok {
+			return c.Close()
+		}
+		c = u.NetConn()
+	}
+}
 
 // Shutdown stops accepting connections, closes idle ones and waits for
 // active requests to finish or ctx to end, after which remaining

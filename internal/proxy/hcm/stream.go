@@ -34,15 +34,24 @@ type stream struct {
 	upstreamHost string
 	upstreamTime time.Duration
 	bytesSent    int64
-	// reqBody is allocated per request with a body, never pooled: upstream
-	// clients may read a request body after RoundTrip returns.
-	reqBody *countingBody
+	// reqBody counts request body bytes. It is allocated per request with
+	// a body, never pooled: upstream clients may read a request body after
+	// RoundTrip returns.
+	reqBody bodyCounter
+	retries int
 	vars    route.Vars
 }
 
 var streamPool = sync.Pool{New: func() any { return new(stream) }}
 
 func (s *stream) reset() { *s = stream{} }
+
+// bodyCounter reports how many request body bytes were read.
+type bodyCounter interface{ count() int64 }
+
+type noBody struct{}
+
+func (noBody) count() int64 { return 0 }
 
 // countingBody counts request body bytes read by the upstream transport,
 // which may read on a goroutine of its own.
@@ -57,12 +66,7 @@ func (b *countingBody) Read(p []byte) (int, error) {
 	return n, err
 }
 
-func (b *countingBody) count() int64 {
-	if b == nil {
-		return 0
-	}
-	return atomic.LoadInt64(&b.n)
-}
+func (b *countingBody) count() int64 { return atomic.LoadInt64(&b.n) }
 
 func (b *countingBody) Close() error { return b.rc.Close() }
 
@@ -84,7 +88,7 @@ func (s *stream) finish() {
 		Start: s.start, Kind: "http", Listener: c.Listener,
 		Method: s.method, Authority: s.authority, Path: s.path, Protocol: s.r.Proto,
 		Status: s.status, Flags: s.flags, Reason: s.reason, Duration: d,
-		UpstreamHost: s.upstreamHost, UpstreamCluster: s.cluster, UpstreamServiceTime: s.upstreamTime,
+		UpstreamHost: s.upstreamHost, UpstreamCluster: s.cluster, UpstreamServiceTime: s.upstreamTime, Retries: s.retries,
 		BytesReceived: s.reqBody.count(), BytesSent: s.bytesSent, RequestID: s.requestID,
 		DownstreamRemote: s.remote, UserAgent: s.userAgent, ForwardedFor: s.xff,
 	}

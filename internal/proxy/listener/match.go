@@ -2,9 +2,10 @@ package listener
 
 import (
 	"bufio"
-	"bytes"
 	"net"
 	"strings"
+
+	"github.com/trellis-mesh/trellis/internal/proxy/hcm"
 )
 
 // connInfo is what filter-chain matching looks at.
@@ -91,60 +92,27 @@ func narrow(cs []*Chain, score func(*Chain) int) []*Chain {
 	return out
 }
 
-// peekConn replays bytes peeked by the HTTP inspector.
-type peekConn struct {
-	net.Conn
-	br *bufio.Reader
-}
-
-func (c *peekConn) Read(p []byte) (int, error) { return c.br.Read(p) }
-
-// CloseWrite half-closes the underlying TCP connection.
-func (c *peekConn) CloseWrite() error { return closeWrite(c.Conn) }
-
-// NetConn returns the wrapped connection.
-func (c *peekConn) NetConn() net.Conn { return c.Conn }
-
 func closeWrite(c net.Conn) error {
-	for {
-		if cw, ok := c.(interface{ CloseWrite() error }); ok {
-			return cw.CloseWrite()
-		}
-		u, ok := c.(interface{ NetConn() net.Conn })
-		if !ok {
-			return c.Close()
-		}
-		c = u.NetConn()
-	}
+	return (&hcm.BufferedConn{Conn: c}).CloseWrite()
 }
-
-var h2Preface = []byte("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
 
 // inspectHTTP reads just enough of c to tell HTTP/2 prior knowledge ("h2c")
 // from HTTP/1.x ("http/1.1"), as Envoy's http_inspector does. It returns ""
-// for anything else.
+// for anything else, and a connection that replays what was read.
 func inspectHTTP(c net.Conn) (string, net.Conn) {
 	br := bufio.NewReaderSize(c, 4096)
-	pc := &peekConn{Conn: c, br: br}
-	want := 1
-	for {
-		b, err := br.Peek(want)
-		if !bytes.HasPrefix(h2Preface, b) {
-			if looksHTTP1(b) {
-				return "http/1.1", pc
-			}
-			return "", pc
-		}
-		if len(b) == len(h2Preface) {
-			return "h2c", pc
-		}
-		if err != nil {
-			return "", pc
-		}
-		want = len(b) + 1
+	pc := &hcm.BufferedConn{Conn: c, R: br}
+	if hcm.IsH2Preface(br) {
+		return "h2c", pc
 	}
+	if b, _ := br.Peek(br.Buffered()); len(b) > 0 && looksHTTP1(b) {
+		return "http/1.1", pc
+	}
+	return "", pc
 }
 
+// looksHTTP1 reports whether b starts like an HTTP/1.x request line: an
+// upper-case method token followed by a space.
 func looksHTTP1(b []byte) bool {
 	for _, c := range b {
 		if c == ' ' {

@@ -14,6 +14,7 @@ import (
 
 	"github.com/trellis-mesh/trellis/internal/proxy/datasource"
 	"github.com/trellis-mesh/trellis/internal/proxy/matcher"
+	"github.com/trellis-mesh/trellis/internal/xds/decode"
 )
 
 // DefaultTimeout is Envoy's route timeout when RouteAction.timeout is unset.
@@ -56,6 +57,9 @@ type Route struct {
 	// Upgrades overrides the connection manager's upgrade_configs per type
 	// (lower case); absent types follow the connection manager.
 	Upgrades map[string]bool
+	// Retry is the route's (or else its virtual host's) retry policy; nil
+	// means no retries.
+	Retry *RetryPolicy
 
 	// Redirect.
 	Redir *RedirectAction
@@ -173,6 +177,13 @@ func (rt *Route) compileForward(a *routev3.RouteAction) error {
 			return fmt.Errorf("hash_policy[%d].%w", i, err)
 		}
 		rt.HashPolicies = append(rt.HashPolicies, p)
+	}
+	if rp := a.GetRetryPolicy(); rp != nil {
+		p, err := compileRetry(rp)
+		if err != nil {
+			return prefixRetry(err)
+		}
+		rt.Retry = p
 	}
 	for i, u := range a.GetUpgradeConfigs() {
 		if u.GetUpgradeType() == "" {
@@ -317,3 +328,7 @@ func (ra *RedirectAction) Location(r *http.Request, rt *Route, path string) stri
 }
 
 func queryUnescape(s string) (string, error) { return url.QueryUnescape(s) }
+
+func prefixRetry(err error) error {
+	return decode.PrefixErrors("retry_policy", err)
+}

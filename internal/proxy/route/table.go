@@ -70,8 +70,17 @@ func Compile(rc *routev3.RouteConfiguration) (*Table, error) {
 			v.GetResponseHeadersToAdd(), v.GetResponseHeadersToRemove()); err != nil {
 			errs = append(errs, decode.PrefixErrors(path, err))
 		}
+		var vhRetry *RetryPolicy
+		if rp := v.GetRetryPolicy(); rp != nil {
+			if vhRetry, err = compileRetry(rp); err != nil {
+				errs = append(errs, decode.PrefixErrors(path+".retry_policy", err))
+			}
+		}
 		for j, r := range v.GetRoutes() {
 			rt, err := compileRoute(r)
+			if err == nil && rt.Action == Forward && rt.Retry == nil {
+				rt.Retry = vhRetry // a route's own policy wins (Envoy)
+			}
 			if err != nil {
 				errs = append(errs, decode.PrefixErrors(fmt.Sprintf("%s.routes[%d]", path, j), err))
 				continue

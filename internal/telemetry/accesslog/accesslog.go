@@ -78,6 +78,7 @@ type Entry struct {
 	UpstreamHost        string
 	UpstreamCluster     string
 	UpstreamServiceTime time.Duration
+	Retries             int
 	Route               string
 	BytesReceived       int64
 	BytesSent           int64
@@ -203,6 +204,7 @@ func (e *Entry) AppendJSON(b []byte) []byte {
 	str("upstream_host", e.UpstreamHost)
 	str("upstream_cluster", e.UpstreamCluster)
 	num("upstream_service_time_ms", e.UpstreamServiceTime.Milliseconds())
+	num("retries", int64(e.Retries))
 	str("route_name", e.Route)
 	num("bytes_received", e.BytesReceived)
 	num("bytes_sent", e.BytesSent)

@@ -37,6 +37,8 @@ type Registry struct {
 	upCxFail   *prometheus.CounterVec
 	upCxActive *prometheus.GaugeVec
 	upBytes    *prometheus.CounterVec
+	upRetries  *prometheus.CounterVec
+	upRetryOvf *prometheus.CounterVec
 	tcpCx      *prometheus.CounterVec
 	tcpActive  *prometheus.GaugeVec
 	tcpBytes   *prometheus.CounterVec
@@ -74,6 +76,8 @@ func New() *Registry {
 	r.upCxFail = c("trellis_cluster_upstream_connect_failures_total", "Upstream connection attempts that failed.", "cluster")
 	r.upCxActive = g("trellis_cluster_upstream_connections_active", "Upstream connections open.", "cluster")
 	r.upBytes = c("trellis_cluster_upstream_bytes_total", "Body bytes exchanged with upstreams.", "cluster", "direction")
+	r.upRetries = c("trellis_cluster_upstream_retries_total", "Retried upstream requests.", "cluster")
+	r.upRetryOvf = c("trellis_cluster_upstream_retry_overflows_total", "Retries refused by the retry circuit breaker or budget.", "cluster")
 	r.tcpCx = c("trellis_tcp_connections_total", "Connections handled by tcp_proxy.", "stat_prefix")
 	r.tcpActive = g("trellis_tcp_connections_active", "tcp_proxy connections open.", "stat_prefix")
 	r.tcpBytes = c("trellis_tcp_bytes_total", "Bytes proxied by tcp_proxy.", "stat_prefix", "direction")
@@ -166,6 +170,8 @@ type Cluster struct {
 	Active        prometheus.Gauge
 	BytesSent     prometheus.Counter
 	BytesReceived prometheus.Counter
+	Retries       prometheus.Counter
+	RetryOverflow prometheus.Counter
 }
 
 // Cluster returns the handles of a cluster.
@@ -178,6 +184,8 @@ func (r *Registry) Cluster(name string) *Cluster {
 		Active:        r.upCxActive.WithLabelValues(name),
 		BytesSent:     r.upBytes.WithLabelValues(name, "sent"),
 		BytesReceived: r.upBytes.WithLabelValues(name, "received"),
+		Retries:       r.upRetries.WithLabelValues(name),
+		RetryOverflow: r.upRetryOvf.WithLabelValues(name),
 	}
 }
 

@@ -16,6 +16,7 @@ import (
 	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/listener/tls_inspector/v3"
 	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/tcp_proxy/v3"
+	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/retry/host/previous_hosts/v3"
 	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/upstreams/http/v3"
 )
@@ -95,7 +96,7 @@ var supported = map[protoreflect.FullName]fieldSet{
 	// Routes.
 	"envoy.config.route.v3.RouteConfiguration": set("name", "virtual_hosts", "request_headers_to_add",
 		"request_headers_to_remove", "response_headers_to_add", "response_headers_to_remove"),
-	"envoy.config.route.v3.VirtualHost": set("name", "domains", "routes", "request_headers_to_add",
+	"envoy.config.route.v3.VirtualHost": set("name", "domains", "routes", "retry_policy", "request_headers_to_add",
 		"request_headers_to_remove", "response_headers_to_add", "response_headers_to_remove"),
 	"envoy.config.route.v3.Route": set("name", "match", "route", "redirect", "direct_response",
 		"request_headers_to_add", "request_headers_to_remove", "response_headers_to_add", "response_headers_to_remove"),
@@ -106,15 +107,23 @@ var supported = map[protoreflect.FullName]fieldSet{
 		"prefix_match", "suffix_match", "contains_match", "string_match", "invert_match"),
 	"envoy.config.route.v3.QueryParameterMatcher": set("name", "string_match", "present_match"),
 	"envoy.config.route.v3.RouteAction": set("cluster", "weighted_clusters", "cluster_header", "prefix_rewrite",
-		"regex_rewrite", "host_rewrite_literal", "auto_host_rewrite", "timeout", "hash_policy", "upgrade_configs"),
-	"envoy.config.route.v3.RouteAction.UpgradeConfig":                   set("upgrade_type", "enabled"),
-	"envoy.config.route.v3.WeightedCluster":                             set("clusters", "total_weight"),
-	"envoy.config.route.v3.WeightedCluster.ClusterWeight":               set("name", "weight"),
-	"envoy.config.route.v3.RouteAction.HashPolicy":                      set("header", "cookie", "connection_properties", "query_parameter", "terminal"),
-	"envoy.config.route.v3.RouteAction.HashPolicy.Header":               set("header_name"),
-	"envoy.config.route.v3.RouteAction.HashPolicy.Cookie":               set("name"),
-	"envoy.config.route.v3.RouteAction.HashPolicy.ConnectionProperties": set("source_ip"),
-	"envoy.config.route.v3.RouteAction.HashPolicy.QueryParameter":       set("name"),
+		"regex_rewrite", "host_rewrite_literal", "auto_host_rewrite", "timeout", "hash_policy", "upgrade_configs", "retry_policy"),
+	"envoy.config.route.v3.RetryPolicy": set("retry_on", "num_retries", "per_try_timeout",
+		"retry_back_off", "retriable_status_codes", "retriable_headers", "retry_host_predicate",
+		"host_selection_retry_max_attempts", "rate_limited_retry_back_off"),
+	"envoy.config.route.v3.RetryPolicy.RetryBackOff":                       set("base_interval", "max_interval"),
+	"envoy.config.route.v3.RetryPolicy.RetryHostPredicate":                 set("name", "typed_config"),
+	"envoy.config.route.v3.RetryPolicy.RateLimitedRetryBackOff":            set("reset_headers", "max_interval"),
+	"envoy.config.route.v3.RetryPolicy.ResetHeader":                        set("name", "format"),
+	"envoy.extensions.retry.host.previous_hosts.v3.PreviousHostsPredicate": set(),
+	"envoy.config.route.v3.RouteAction.UpgradeConfig":                      set("upgrade_type", "enabled"),
+	"envoy.config.route.v3.WeightedCluster":                                set("clusters", "total_weight"),
+	"envoy.config.route.v3.WeightedCluster.ClusterWeight":                  set("name", "weight"),
+	"envoy.config.route.v3.RouteAction.HashPolicy":                         set("header", "cookie", "connection_properties", "query_parameter", "terminal"),
+	"envoy.config.route.v3.RouteAction.HashPolicy.Header":                  set("header_name"),
+	"envoy.config.route.v3.RouteAction.HashPolicy.Cookie":                  set("name"),
+	"envoy.config.route.v3.RouteAction.HashPolicy.ConnectionProperties":    set("source_ip"),
+	"envoy.config.route.v3.RouteAction.HashPolicy.QueryParameter":          set("name"),
 	"envoy.config.route.v3.RedirectAction": set("https_redirect", "scheme_redirect", "host_redirect",
 		"port_redirect", "path_redirect", "prefix_rewrite", "response_code", "strip_query"),
 	"envoy.config.route.v3.DirectResponseAction": set("status", "body"),

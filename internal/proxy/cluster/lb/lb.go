@@ -18,7 +18,34 @@ type Host struct {
 	Hostname string
 
 	active atomic.Int64 // requests in flight to this host
+
+	// Health flags, as Envoy's /clusters health_flags name them. The active
+	// health checker owns failedActiveHC, the outlier detector owns ejected.
+	failedActiveHC atomic.Bool
+	ejected        atomic.Bool
 }
+
+// SetFailedActiveHealthCheck records the active health checker's verdict
+// and reports whether it changed.
+func (h *Host) SetFailedActiveHealthCheck(failed bool) bool {
+	return h.failedActiveHC.Swap(failed) != failed
+}
+
+// FailedActiveHealthCheck reports whether active health checking failed
+// the host (/failed_active_hc).
+func (h *Host) FailedActiveHealthCheck() bool { return h.failedActiveHC.Load() }
+
+// SetEjected records an outlier ejection (true) or its end (false) and
+// reports whether it changed.
+func (h *Host) SetEjected(ejected bool) bool { return h.ejected.Swap(ejected) != ejected }
+
+// Ejected reports whether the outlier detector ejected the host
+// (/failed_outlier_check).
+func (h *Host) Ejected() bool { return h.ejected.Load() }
+
+// Healthy reports whether the host may receive traffic as far as health
+// checking and outlier detection are concerned.
+func (h *Host) Healthy() bool { return !h.failedActiveHC.Load() && !h.ejected.Load() }
 
 // NewHost returns a Host for address.
 func NewHost(address, hostname string) *Host {
