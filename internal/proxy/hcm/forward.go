@@ -21,6 +21,7 @@ var (
 	errRouteTimeout  = errors.New("route timeout")
 	errStreamIdle    = errors.New("stream idle timeout")
 	errPerTryTimeout = errors.New("per-try timeout")
+	errMaxDuration   = errors.New("max stream duration")
 )
 
 var bufPool = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
@@ -55,11 +56,20 @@ func (s *stream) forward(rt *route.Route, path string) {
 	ctx, cancel := context.WithCancelCause(r.Context())
 	defer cancel(nil)
 	var routeTimer *time.Timer
-	if rt.Timeout > 0 {
-		routeTimer = time.AfterFunc(rt.Timeout, func() { cancel(errRouteTimeout) })
+	if d := rt.EffectiveTimeout(r); d > 0 {
+		s.timeout = d
+		routeTimer = time.AfterFunc(d, func() { cancel(errRouteTimeout) })
 		defer routeTimer.Stop()
 	}
-	idle := newIdleTimer(s.cfg.StreamIdleTimeout, func() { cancel(errStreamIdle) })
+	if rt.MaxStreamDuration > 0 {
+		msd := time.AfterFunc(rt.MaxStreamDuration, func() { cancel(errMaxDuration) })
+		defer msd.Stop()
+	}
+	idleTimeout := s.cfg.StreamIdleTimeout
+	if rt.IdleTimeoutSet {
+		idleTimeout = rt.IdleTimeout
+	}
+	idle := newIdleTimer(idleTimeout, func() { cancel(errStreamIdle) })
 	defer idle.stop()
 
 	out := r.WithContext(ctx)
@@ -176,13 +186,16 @@ func (s *stream) upstreamError(ctx, tryCtx context.Context, cl *cluster.Cluster,
 	switch cause := context.Cause(tryCtx); {
 	case errors.Is(cause, errRouteTimeout):
 		s.localReply(http.StatusGatewayTimeout, accesslog.UpstreamRequestTimeout, ReasonUpstreamTimeout,
-			fmt.Sprintf("route %q: upstream %s of cluster %q did not answer within the route timeout %v", s.route.Name, s.upstreamHost, cl.Name, s.route.Timeout))
+			fmt.Sprintf("route %q: upstream %s of cluster %q did not answer within the route timeout %v", s.route.Name, s.upstreamHost, cl.Name, s.timeout))
+	case errors.Is(cause, errMaxDuration):
+		s.localReply(http.StatusGatewayTimeout, accesslog.DurationTimeout, ReasonMaxDuration,
+			fmt.Sprintf("route %q: stream exceeded max_stream_duration %v", s.route.Name, s.route.MaxStreamDuration))
 	case errors.Is(cause, errPerTryTimeout):
 		s.localReply(http.StatusGatewayTimeout, accesslog.UpstreamRequestTimeout, ReasonPerTryTimeout,
 			fmt.Sprintf("route %q: upstream %s of cluster %q did not answer within the per-try timeout %v", s.route.Name, s.upstreamHost, cl.Name, s.route.Retry.PerTryTimeout))
 	case errors.Is(cause, errStreamIdle):
 		s.localReply(http.StatusGatewayTimeout, accesslog.StreamIdleTimeout, ReasonStreamIdle,
-			fmt.Sprintf("stream idle for %v waiting for upstream %s of cluster %q", s.cfg.StreamIdleTimeout, s.upstreamHost, cl.Name))
+			fmt.Sprintf("stream idle waiting for upstream %s of cluster %q", s.upstreamHost, cl.Name))
 	case ctx.Err() == nil && s.r.Context().Err() != nil:
 		// The downstream went away; nobody reads a reply.
 		s.flags |= accesslog.DownstreamConnectionTermination
@@ -263,6 +276,9 @@ func (s *stream) midStreamFailure(ctx context.Context) {
 	case errors.Is(cause, errPerTryTimeout):
 		s.flags |= accesslog.UpstreamRequestTimeout
 		s.reason = ReasonPerTryTimeout
+	case errors.Is(cause, errMaxDuration):
+		s.flags |= accesslog.DurationTimeout
+		s.reason = ReasonMaxDuration
 	case errors.Is(cause, errStreamIdle):
 		s.flags |= accesslog.StreamIdleTimeout
 		s.reason = ReasonStreamIdle

@@ -39,6 +39,7 @@ type stream struct {
 	// RoundTrip returns.
 	reqBody bodyCounter
 	retries int
+	timeout time.Duration // the route timeout in force (grpc-timeout may set it)
 	vars    route.Vars
 }
 

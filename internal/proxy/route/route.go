@@ -52,8 +52,20 @@ type Route struct {
 	HostRewrite     string
 	AutoHostRewrite bool
 	// Timeout bounds the upstream exchange; 0 disables it.
-	Timeout      time.Duration
-	HashPolicies []HashPolicy
+	Timeout time.Duration
+	// IdleTimeout, when IdleTimeoutSet, replaces the connection manager's
+	// stream_idle_timeout for this route (0 disables it).
+	IdleTimeout    time.Duration
+	IdleTimeoutSet bool
+	// MaxStreamDuration resets a stream that lives longer (0: no limit).
+	MaxStreamDuration time.Duration
+	// GRPCTimeoutMax, when GRPCTimeoutSet, makes a request's grpc-timeout
+	// header replace Timeout, capped at GRPCTimeoutMax (0: no cap) and
+	// reduced by GRPCTimeoutOffset.
+	GRPCTimeoutSet    bool
+	GRPCTimeoutMax    time.Duration
+	GRPCTimeoutOffset time.Duration
+	HashPolicies      []HashPolicy
 	// Upgrades overrides the connection manager's upgrade_configs per type
 	// (lower case); absent types follow the connection manager.
 	Upgrades map[string]bool
@@ -170,6 +182,16 @@ func (rt *Route) compileForward(a *routev3.RouteAction) error {
 	rt.Timeout = DefaultTimeout
 	if t := a.GetTimeout(); t != nil {
 		rt.Timeout = t.AsDuration()
+	}
+	if it := a.GetIdleTimeout(); it != nil {
+		rt.IdleTimeout, rt.IdleTimeoutSet = it.AsDuration(), true
+	}
+	if msd := a.GetMaxStreamDuration(); msd != nil {
+		rt.MaxStreamDuration = msd.GetMaxStreamDuration().AsDuration()
+		if m := msd.GetGrpcTimeoutHeaderMax(); m != nil {
+			rt.GRPCTimeoutSet, rt.GRPCTimeoutMax = true, m.AsDuration()
+			rt.GRPCTimeoutOffset = msd.GetGrpcTimeoutHeaderOffset().AsDuration()
+		}
 	}
 	for i, hp := range a.GetHashPolicy() {
 		p, err := compileHashPolicy(hp)
@@ -331,4 +353,45 @@ func queryUnescape(s string) (string, error) { return url.QueryUnescape(s) }
 
 func prefixRetry(err error) error {
 	return decode.PrefixErrors("retry_policy", err)
+}
+
+// EffectiveTimeout returns the upstream timeout for r: the route timeout,
+// or, when the route honours it, the request's grpc-timeout header capped
+// by grpc_timeout_header_max and reduced by grpc_timeout_header_offset.
+func (rt *Route) EffectiveTimeout(r *http.Request) time.Duration {
+	if !rt.GRPCTimeoutSet {
+		return rt.Timeout
+	}
+	d, ok := ParseGRPCTimeout(r.Header.Get("Grpc-Timeout"))
+	if !ok {
+		return rt.Timeout
+	}
+	if rt.GRPCTimeoutMax > 0 && d > rt.GRPCTimeoutMax {
+		d = rt.GRPCTimeoutMax
+	}
+	if rt.GRPCTimeoutOffset > 0 && d > rt.GRPCTimeoutOffset {
+		d -= rt.GRPCTimeoutOffset
+	}
+	return d
+}
+
+// ParseGRPCTimeout parses a grpc-timeout header value: up to 8 digits and
+// a unit (H, M, S, m, u, n), as the gRPC over HTTP/2 protocol defines it.
+func ParseGRPCTimeout(v string) (time.Duration, bool) {
+	if len(v) < 2 || len(v) > 9 {
+		return 0, false
+	}
+	var n int64
+	for _, c := range v[:len(v)-1] {
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		n = n*10 + int64(c-'0')
+	}
+	unit := map[byte]time.Duration{'H': time.Hour, 'M': time.Minute, 'S': time.Second,
+		'm': time.Millisecond, 'u': time.Microsecond, 'n': time.Nanosecond}[v[len(v)-1]]
+	if unit == 0 {
+		return 0, false
+	}
+	return time.Duration(n) * unit, true
 }

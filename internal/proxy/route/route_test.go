@@ -5,6 +5,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 
@@ -304,5 +305,49 @@ func BenchmarkMatch(b *testing.B) {
 		if _, rt := tab.Match(r, r.URL.EscapedPath(), nil); rt == nil {
 			b.Fatal("no route")
 		}
+	}
+}
+
+func TestParseGRPCTimeout(t *testing.T) {
+	tests := []struct {
+		in   string
+		want time.Duration
+		ok   bool
+	}{
+		{"1S", time.Second, true}, {"250m", 250 * time.Millisecond, true}, {"2H", 2 * time.Hour, true},
+		{"100u", 100 * time.Microsecond, true}, {"5n", 5, true}, {"3M", 3 * time.Minute, true},
+		{"", 0, false}, {"S", 0, false}, {"10x", 0, false}, {"123456789S", 0, false}, {"-1S", 0, false},
+	}
+	for _, tc := range tests {
+		got, ok := ParseGRPCTimeout(tc.in)
+		if got != tc.want || ok != tc.ok {
+			t.Errorf("%q: got %v %v, want %v %v", tc.in, got, ok, tc.want, tc.ok)
+		}
+	}
+}
+
+func TestEffectiveTimeout(t *testing.T) {
+	tab := compile(t, `virtual_hosts: [{name: v, domains: ["*"], routes: [
+  {name: capped, match: {prefix: /capped}, route: {cluster: c, timeout: 10s, max_stream_duration: {grpc_timeout_header_max: 2s, grpc_timeout_header_offset: 0.1s}}},
+  {name: plain, match: {prefix: /}, route: {cluster: c, timeout: 10s}}]}]`)
+	get := func(path, hdr string) time.Duration {
+		r := httptest.NewRequest("POST", path, nil)
+		if hdr != "" {
+			r.Header.Set("Grpc-Timeout", hdr)
+		}
+		_, rt := tab.Match(r, path, nil)
+		return rt.EffectiveTimeout(r)
+	}
+	if d := get("/capped", "500m"); d != 400*time.Millisecond {
+		t.Errorf("grpc-timeout minus offset: %v", d)
+	}
+	if d := get("/capped", "1H"); d != 1900*time.Millisecond {
+		t.Errorf("capped: %v", d)
+	}
+	if d := get("/capped", ""); d != 10*time.Second {
+		t.Errorf("no header: %v", d)
+	}
+	if d := get("/other", "500m"); d != 10*time.Second {
+		t.Errorf("route without grpc_timeout_header_max: %v", d)
 	}
 }
