@@ -212,6 +212,9 @@ func checkClusters(t *route.Table, cs *cluster.Set) []error {
 		for _, w := range rt.Weighted {
 			names = append(names, w.Name)
 		}
+		for _, m := range rt.Mirrors {
+			names = append(names, m.Cluster)
+		}
 		for _, n := range names {
 			if n != "" && cs.Get(n) == nil {
 				errs = append(errs, fmt.Errorf("route_config: route %q of virtual host %q names cluster %q, which is not defined", rt.Name, rt.VirtualHost.Name, n))

@@ -90,8 +90,12 @@ func (s *stream) forward(rt *route.Route, path string) {
 	switch {
 	case r.ContentLength == 0 || r.Body == nil:
 		out.Body = nil
-	case policy != nil && policy.NumRetries > 0:
-		replay = newReplayBody(r.Body, policy.BufferLimit)
+	case policy != nil && policy.NumRetries > 0 || len(rt.Mirrors) > 0:
+		limit := int64(route.DefaultRetryBufferLimit)
+		if policy != nil {
+			limit = policy.BufferLimit
+		}
+		replay = newReplayBody(r.Body, limit)
 		s.reqBody = replay
 	default:
 		cb := &countingBody{rc: r.Body}
@@ -105,6 +109,20 @@ func (s *stream) forward(rt *route.Route, path string) {
 	}
 	s.applyRequestMutations(out.Header)
 	defer func() { cl.Stats.BytesSent.Add(float64(s.reqBody.count())) }()
+	if len(rt.Mirrors) > 0 {
+		if out.Body == nil && replay == nil {
+			s.mirror(rt, out, nil)
+		} else {
+			// A body is mirrored once the primary has read it all (and
+			// only if it fit the buffer), so the shadow never holds up
+			// the primary.
+			defer func() {
+				if b, ok := replay.complete(); ok {
+					s.mirror(rt, out, b)
+				}
+			}()
+		}
+	}
 
 	var tried []*lb.Host
 	for attempt := 0; ; attempt++ {

@@ -107,3 +107,13 @@ func (a *attemptBody) Read(p []byte) (int, error) {
 // Close is a no-op: the downstream body belongs to the request, not to
 // one attempt.
 func (a *attemptBody) Close() error { return nil }
+
+// complete returns the whole body when it was read to its end and kept.
+func (rb *replayBody) complete() ([]byte, bool) {
+	if rb == nil {
+		return nil, false
+	}
+	rb.mu.Lock()
+	defer rb.mu.Unlock()
+	return rb.buf, rb.eof && !rb.overflow
+}

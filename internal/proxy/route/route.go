@@ -72,6 +72,8 @@ type Route struct {
 	// Retry is the route's (or else its virtual host's) retry policy; nil
 	// means no retries.
 	Retry *RetryPolicy
+	// Mirrors are the shadow clusters requests are copied to.
+	Mirrors []Mirror
 
 	// Redirect.
 	Redir *RedirectAction
@@ -182,6 +184,13 @@ func (rt *Route) compileForward(a *routev3.RouteAction) error {
 	rt.Timeout = DefaultTimeout
 	if t := a.GetTimeout(); t != nil {
 		rt.Timeout = t.AsDuration()
+	}
+	for i, m := range a.GetRequestMirrorPolicies() {
+		mm, err := compileMirror(m)
+		if err != nil {
+			return fmt.Errorf("request_mirror_policies[%d].%w", i, err)
+		}
+		rt.Mirrors = append(rt.Mirrors, mm)
 	}
 	if it := a.GetIdleTimeout(); it != nil {
 		rt.IdleTimeout, rt.IdleTimeoutSet = it.AsDuration(), true
