@@ -20,6 +20,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/trellis-mesh/trellis/internal/proxy/cluster"
+	"github.com/trellis-mesh/trellis/internal/proxy/cluster/lb"
 )
 
 // Source is the proxy as the admin interface sees it.
@@ -110,7 +111,7 @@ func writeClusters(w http.ResponseWriter, cs []*cluster.Cluster, asJSON bool) {
 		for _, h := range c.Hosts() {
 			cj.Hosts = append(cj.Hosts, hostJSON{
 				Address: h.Host.Address, Hostname: h.Host.Hostname, Weight: h.Weight, Priority: h.Priority,
-				Locality: h.Locality, Active: h.Host.Active(), Health: "healthy",
+				Locality: h.Locality, Active: h.Host.Active(), Health: healthFlags(h.Host),
 			})
 		}
 		out = append(out, cj)
@@ -143,4 +144,19 @@ func writeClusters(w http.ResponseWriter, cs []*cluster.Cluster, asJSON bool) {
 // Listen binds the admin address.
 func Listen(addr string) (net.Listener, error) {
 	return net.Listen("tcp", addr)
+}
+
+// healthFlags renders a host's health as Envoy's /clusters does.
+func healthFlags(h *lb.Host) string {
+	var flags []string
+	if h.FailedActiveHealthCheck() {
+		flags = append(flags, "/failed_active_hc")
+	}
+	if h.Ejected() {
+		flags = append(flags, "/failed_outlier_check")
+	}
+	if len(flags) == 0 {
+		return "healthy"
+	}
+	return strings.Join(flags, "")
 }

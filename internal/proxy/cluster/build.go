@@ -32,6 +32,13 @@ const httpOptionsKey = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
 func (m *Manager) build(pc *clusterv3.Cluster, secrets tlsx.Secrets) (*Cluster, error) {
 	c := &Cluster{Name: pc.GetName(), ConnectTimeout: DefaultConnectTimeout, Scheme: "http", mgr: m}
 	c.retries = m.retryLimitFor(c.Name, DefaultMaxRetries)
+	c.overprovisioning, c.panicThreshold = DefaultOverprovisioning, DefaultPanicThreshold
+	if op := pc.GetLoadAssignment().GetPolicy().GetOverprovisioningFactor(); op != nil {
+		c.overprovisioning = op.GetValue()
+	}
+	if pt := pc.GetCommonLbConfig().GetHealthyPanicThreshold(); pt != nil {
+		c.panicThreshold = uint32(pt.GetValue())
+	}
 	if t := pc.GetConnectTimeout(); t != nil {
 		c.ConnectTimeout = t.AsDuration()
 	}

@@ -34,6 +34,9 @@ type Cluster struct {
 
 	retries *retryLimit
 
+	overprovisioning uint32 // percent
+	panicThreshold   uint32 // percent
+
 	policy    lb.Policy
 	endpoints []endpointSpec // as configured (DNS names unresolved)
 	state     atomic.Pointer[hostSet]
@@ -52,10 +55,11 @@ type endpointSpec struct {
 	locality string
 }
 
-// hostSet is one version of the cluster's hosts with its picker.
+// hostSet is one version of the cluster's hosts with a picker per
+// priority.
 type hostSet struct {
 	all    []HostStatus // every host, all priorities, for /clusters
-	picker lb.Picker
+	levels []level
 }
 
 // HostStatus describes one host for the admin /clusters page.
@@ -70,10 +74,10 @@ type HostStatus struct {
 // no host that may receive traffic.
 func (c *Cluster) Pick(req *lb.Request) *lb.Host {
 	s := c.state.Load()
-	if s == nil || s.picker == nil {
+	if s == nil || len(s.levels) == 0 {
 		return nil
 	}
-	return s.picker.Pick(req)
+	return s.pickLevel().picker.Pick(req)
 }
 
 // Hosts returns the cluster's current hosts.
@@ -94,26 +98,12 @@ func (c *Cluster) Transport(downstreamMajor int) http.RoundTripper {
 	return c.pools.main
 }
 
-// setMembers rebuilds the picker from resolved members.
-func (c *Cluster) setMembers(all []HostStatus) {
-	s := &hostSet{all: all}
-	// Traffic goes to the lowest priority level that has hosts (Envoy's
-	// priority order; health-based spill-over is done by the health checker).
-	best := -1
-	for _, h := range all {
-		if best < 0 || int(h.Priority) < best {
-			best = int(h.Priority)
-		}
-	}
-	var members []lb.Member
-	for _, h := range all {
-		if int(h.Priority) == best {
-			members = append(members, lb.Member{Host: h.Host, Weight: h.Weight})
-		}
-	}
-	s.picker = c.policy.Build(members)
-	c.state.Store(s)
-}
+// setMembers installs a new set of resolved hosts.
+func (c *Cluster) setMembers(all []HostStatus) { c.rebuild(all) }
+
+// HealthChanged rebuilds the pickers after a host's health flags changed
+// (active health checking, outlier detection).
+func (c *Cluster) HealthChanged() { c.rebuild(c.Hosts()) }
 
 // AcquireRetry admits one more concurrent retry to the cluster, or reports
 // that the retry limit (circuit_breakers max_retries, Envoy's default 3)
