@@ -14,8 +14,10 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
+	"github.com/trellis-mesh/trellis/internal/proxy/cluster/circuit"
 	"github.com/trellis-mesh/trellis/internal/proxy/cluster/lb"
 	"github.com/trellis-mesh/trellis/internal/proxy/tlsx"
+	"github.com/trellis-mesh/trellis/internal/xds/decode"
 )
 
 // Envoy's defaults.
@@ -23,15 +25,12 @@ const (
 	DefaultConnectTimeout = 5 * time.Second
 	DefaultDNSRefresh     = 5 * time.Second
 	DefaultIdleTimeout    = time.Hour
-	// DefaultMaxRetries is Envoy's circuit_breakers max_retries default.
-	DefaultMaxRetries = 3
 )
 
 const httpOptionsKey = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
 
 func (m *Manager) build(pc *clusterv3.Cluster, secrets tlsx.Secrets) (*Cluster, error) {
 	c := &Cluster{Name: pc.GetName(), ConnectTimeout: DefaultConnectTimeout, Scheme: "http", mgr: m}
-	c.retries = m.retryLimitFor(c.Name, DefaultMaxRetries)
 	c.overprovisioning, c.panicThreshold = DefaultOverprovisioning, DefaultPanicThreshold
 	if op := pc.GetLoadAssignment().GetPolicy().GetOverprovisioningFactor(); op != nil {
 		c.overprovisioning = op.GetValue()
@@ -61,6 +60,12 @@ func (m *Manager) build(pc *clusterv3.Cluster, secrets tlsx.Secrets) (*Cluster, 
 	var err error
 	if c.policy, err = policyFor(pc); err != nil {
 		errs = append(errs, err)
+	}
+	if thresholds, err := circuit.ParseConfig(pc.GetCircuitBreakers()); err != nil {
+		errs = append(errs, decode.PrefixErrors("circuit_breakers", err))
+	} else {
+		c.thresholds = thresholds
+		c.breakers = m.breakersFor(c.Name, thresholds)
 	}
 
 	tc := transportConfig{

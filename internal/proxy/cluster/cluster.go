@@ -5,6 +5,9 @@ import (
 	"sync/atomic"
 	"time"
 
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+
+	"github.com/trellis-mesh/trellis/internal/proxy/cluster/circuit"
 	"github.com/trellis-mesh/trellis/internal/proxy/cluster/lb"
 	"github.com/trellis-mesh/trellis/internal/telemetry/metrics"
 )
@@ -32,7 +35,8 @@ type Cluster struct {
 	Scheme string
 	Stats  *metrics.Cluster
 
-	retries *retryLimit
+	breakers   *circuit.Breakers  // long-lived, shared by the cluster's snapshots
+	thresholds circuit.Priorities // this snapshot's limits, applied on Commit
 
 	overprovisioning uint32 // percent
 	panicThreshold   uint32 // percent
@@ -105,12 +109,29 @@ func (c *Cluster) setMembers(all []HostStatus) { c.rebuild(all) }
 // (active health checking, outlier detection).
 func (c *Cluster) HealthChanged() { c.rebuild(c.Hosts()) }
 
-// AcquireRetry admits one more concurrent retry to the cluster, or reports
-// that the retry limit (circuit_breakers max_retries, Envoy's default 3)
-// overflowed. An admitted retry is released with ReleaseRetry when its
-// attempt has its answer.
+// breaker returns the circuit breaker of the DEFAULT routing priority
+// (route priorities are not supported, so every request uses it).
+func (c *Cluster) breaker() *circuit.Breaker { return c.breakers.For(corev3.RoutingPriority_DEFAULT) }
+
+// AcquireRequest admits one upstream request (an attempt) under
+// circuit_breakers max_requests, or reports the overflow (Envoy's UO).
+// An admitted request is released with ReleaseRequest.
+func (c *Cluster) AcquireRequest() bool {
+	if c.breaker().AcquireRequest() {
+		return true
+	}
+	c.Stats.Overflow.Inc()
+	return false
+}
+
+// ReleaseRequest ends a request admitted by AcquireRequest.
+func (c *Cluster) ReleaseRequest() { c.breaker().ReleaseRequest() }
+
+// AcquireRetry admits one more concurrent retry (max_retries, or the retry
+// budget), or reports the overflow. An admitted retry is released with
+// ReleaseRetry when its attempt has its answer.
 func (c *Cluster) AcquireRetry() bool {
-	if c.retries.tryAcquire() {
+	if c.breaker().AcquireRetry() {
 		return true
 	}
 	c.Stats.RetryOverflow.Inc()
@@ -119,31 +140,6 @@ func (c *Cluster) AcquireRetry() bool {
 
 // ReleaseRetry ends a retry admitted by AcquireRetry.
 func (c *Cluster) ReleaseRetry() {
-	c.retries.release()
+	c.breaker().ReleaseRetry()
 	c.Stats.Retries.Inc()
-}
-
-// retryLimit counts concurrent retries; it is shared by the snapshots of a
-// cluster so in-flight retries stay counted across updates.
-type retryLimit struct {
-	max    atomic.Int64
-	active atomic.Int64
-}
-
-func (l *retryLimit) tryAcquire() bool {
-	for {
-		n := l.active.Load()
-		if n >= l.max.Load() {
-			return false
-		}
-		if l.active.CompareAndSwap(n, n+1) {
-			return true
-		}
-	}
-}
-
-func (l *retryLimit) release() {
-	if l.active.Add(-1) < 0 {
-		l.active.Store(0)
-	}
 }

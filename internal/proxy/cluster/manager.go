@@ -8,7 +8,9 @@ import (
 	"sync"
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 
+	"github.com/trellis-mesh/trellis/internal/proxy/cluster/circuit"
 	"github.com/trellis-mesh/trellis/internal/proxy/cluster/lb"
 	"github.com/trellis-mesh/trellis/internal/proxy/tlsx"
 	"github.com/trellis-mesh/trellis/internal/telemetry/metrics"
@@ -19,13 +21,13 @@ import (
 type Manager struct {
 	metrics *metrics.Registry
 
-	mu      sync.Mutex
-	hosts   map[hostKey]*lb.Host
-	pools   map[string]*pools // by cluster name, for the committed set
-	pending map[string]*pools // built but not yet committed
-	retries map[string]*retryLimit
-	current *Set
-	stopDNS context.CancelFunc
+	mu       sync.Mutex
+	hosts    map[hostKey]*lb.Host
+	pools    map[string]*pools // by cluster name, for the committed set
+	pending  map[string]*pools // built but not yet committed
+	breakers map[string]*circuit.Breakers
+	current  *Set
+	stopDNS  context.CancelFunc
 }
 
 type hostKey struct{ cluster, addr string }
@@ -33,25 +35,27 @@ type hostKey struct{ cluster, addr string }
 // NewManager returns a Manager reporting to reg.
 func NewManager(reg *metrics.Registry) *Manager {
 	return &Manager{
-		metrics: reg,
-		hosts:   map[hostKey]*lb.Host{},
-		pools:   map[string]*pools{},
-		pending: map[string]*pools{},
-		retries: map[string]*retryLimit{},
+		metrics:  reg,
+		hosts:    map[hostKey]*lb.Host{},
+		pools:    map[string]*pools{},
+		pending:  map[string]*pools{},
+		breakers: map[string]*circuit.Breakers{},
 	}
 }
 
-// retryLimitFor returns the long-lived retry counter of a cluster.
-func (m *Manager) retryLimitFor(name string, max int64) *retryLimit {
+// breakersFor returns the long-lived circuit breakers of a cluster,
+// creating them with limits p for a new cluster. Limits of existing
+// breakers change in Commit, so a configuration that fails to build changes
+// nothing.
+func (m *Manager) breakersFor(name string, p circuit.Priorities) *circuit.Breakers {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	l, ok := m.retries[name]
+	b, ok := m.breakers[name]
 	if !ok {
-		l = &retryLimit{}
-		m.retries[name] = l
+		b = circuit.NewBreakers(p, nil)
+		m.breakers[name] = b
 	}
-	l.max.Store(max)
-	return l
+	return b
 }
 
 // Set is the immutable set of clusters of one snapshot.
@@ -144,7 +148,16 @@ func (m *Manager) poolsFor(name string, cfg transportConfig) *pools {
 		return p
 	}
 	stats := func() *metrics.Cluster { return m.currentStats(name) }
-	p := newPools(cfg, stats)
+	breaker := func() *circuit.Breaker {
+		m.mu.Lock()
+		b := m.breakers[name]
+		m.mu.Unlock()
+		if b == nil {
+			return nil
+		}
+		return b.For(corev3.RoutingPriority_DEFAULT)
+	}
+	p := newPools(cfg, stats, breaker)
 	m.pending[name] = p
 	return p
 }
@@ -192,6 +205,7 @@ func (m *Manager) Commit(set *Set) {
 		}
 	}
 	for _, c := range set.order {
+		c.breakers.Update(c.thresholds)
 		if c.dns != nil {
 			go c.refreshLoop(ctx)
 		}

@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/trellis-mesh/trellis/internal/proxy/cluster/circuit"
 	"github.com/trellis-mesh/trellis/internal/telemetry/metrics"
 )
 
@@ -72,14 +73,14 @@ func IsConnectError(err error) bool {
 	return errors.As(err, &ce)
 }
 
-func newPools(cfg transportConfig, stats func() *metrics.Cluster) *pools {
+func newPools(cfg transportConfig, stats func() *metrics.Cluster, breaker func() *circuit.Breaker) *pools {
 	p := &pools{cfg: cfg}
 	switch cfg.protocol {
 	case protoDownstream:
-		p.main = newTransport(cfg, protoHTTP1, stats)
-		p.h2 = newTransport(cfg, protoHTTP2, stats)
+		p.main = newTransport(cfg, protoHTTP1, stats, breaker)
+		p.h2 = newTransport(cfg, protoHTTP2, stats, breaker)
 	default:
-		p.main = newTransport(cfg, cfg.protocol, stats)
+		p.main = newTransport(cfg, cfg.protocol, stats, breaker)
 	}
 	return p
 }
@@ -88,23 +89,39 @@ func newPools(cfg transportConfig, stats func() *metrics.Cluster) *pools {
 // clusters completes the handshake as part of connecting: a failed one
 // (untrusted peer, SAN mismatch) is a connect failure (UF), as in Envoy.
 type dialer struct {
-	cfg   transportConfig
-	tls   *tls.Config // with NextProtos for the protocol; nil for plaintext
-	stats func() *metrics.Cluster
-	d     net.Dialer
+	cfg      transportConfig
+	breakers func() *circuit.Breaker // nil: no connection limit
+	tls      *tls.Config             // with NextProtos for the protocol; nil for plaintext
+	stats    func() *metrics.Cluster
+	d        net.Dialer
 }
 
 func (d *dialer) plain(ctx context.Context, _, addr string) (net.Conn, error) {
 	s := d.stats()
+	var b *circuit.Breaker
+	if d.breakers != nil {
+		if b = d.breakers(); b != nil && !b.AcquireConnection() {
+			s.ConnOverflow.Inc()
+			return nil, ErrConnectionOverflow
+		}
+	}
 	c, err := d.d.DialContext(ctx, "tcp", addr)
 	if err != nil {
+		if b != nil {
+			b.ReleaseConnection()
+		}
 		s.ConnectFail.Inc()
 		return nil, &ConnectError{Err: err}
 	}
 	s.Connections.Inc()
 	s.Active.Inc()
-	return &countedConn{Conn: c, active: s}, nil
+	return &countedConn{Conn: c, active: s, breaker: b}, nil
 }
+
+// ErrConnectionOverflow is returned when circuit_breakers max_connections
+// refuses a new upstream connection (Envoy's UO). Trellis does not queue
+// requests for a connection (max_pending_requests); they overflow at once.
+var ErrConnectionOverflow = errors.New("upstream connection limit (circuit_breakers max_connections) reached")
 
 func (d *dialer) withTLS(ctx context.Context, network, addr string) (net.Conn, error) {
 	c, err := d.plain(ctx, network, addr)
@@ -130,8 +147,8 @@ func (d *dialer) dial() func(ctx context.Context, network, addr string) (net.Con
 	return d.plain
 }
 
-func newTransport(cfg transportConfig, proto protocol, stats func() *metrics.Cluster) roundTripper {
-	d := &dialer{cfg: cfg, stats: stats, d: net.Dialer{Timeout: cfg.connectTimeout, KeepAlive: 30 * time.Second}}
+func newTransport(cfg transportConfig, proto protocol, stats func() *metrics.Cluster, breaker func() *circuit.Breaker) roundTripper {
+	d := &dialer{cfg: cfg, stats: stats, breakers: breaker, d: net.Dialer{Timeout: cfg.connectTimeout, KeepAlive: 30 * time.Second}}
 	if cfg.tls != nil {
 		d.tls = cfg.tls.Clone()
 		switch {
@@ -192,8 +209,9 @@ func newTransport(cfg transportConfig, proto protocol, stats func() *metrics.Clu
 // countedConn decrements the active-connections gauge once on Close.
 type countedConn struct {
 	net.Conn
-	active *metrics.Cluster
-	once   sync.Once
+	active  *metrics.Cluster
+	breaker *circuit.Breaker // released on Close, may be nil
+	once    sync.Once
 }
 
 // CloseWrite half-closes the TCP connection (for upgraded tunnels).
@@ -205,7 +223,12 @@ func (c *countedConn) CloseWrite() error {
 }
 
 func (c *countedConn) Close() error {
-	c.once.Do(func() { c.active.Active.Dec() })
+	c.once.Do(func() {
+		c.active.Active.Dec()
+		if c.breaker != nil {
+			c.breaker.ReleaseConnection()
+		}
+	})
 	return c.Conn.Close()
 }
 

@@ -148,6 +148,12 @@ func (s *stream) forward(rt *route.Route, path string) {
 		if replay != nil {
 			out.Body = replay.attempt()
 		}
+		if !cl.AcquireRequest() {
+			tryCancel()
+			s.localReply(http.StatusServiceUnavailable, accesslog.UpstreamOverflow, ReasonOverflow,
+				fmt.Sprintf("cluster %q: too many requests in flight (circuit_breakers max_requests)", name))
+			return
+		}
 		host.Begin()
 		t0 := time.Now()
 		resp, err := cl.Transport(r.ProtoMajor).RoundTrip(out)
@@ -163,6 +169,7 @@ func (s *stream) forward(rt *route.Route, path string) {
 		}
 		if s.retry(ctx, tryCtx, policy, attempt, replay, cl, resp, err) {
 			host.End()
+			cl.ReleaseRequest()
 			tryCancel()
 			tried = append(tried, host)
 			if !s.backoff(ctx, policy, attempt+1, resp) {
@@ -172,6 +179,7 @@ func (s *stream) forward(rt *route.Route, path string) {
 			continue
 		}
 		defer host.End()
+		defer cl.ReleaseRequest()
 		defer tryCancel()
 		if err != nil {
 			s.upstreamError(ctx, tryCtx, cl, err)
@@ -218,6 +226,9 @@ func (s *stream) upstreamError(ctx, tryCtx context.Context, cl *cluster.Cluster,
 		// The downstream went away; nobody reads a reply.
 		s.flags |= accesslog.DownstreamConnectionTermination
 		s.status = 0
+	case errors.Is(err, cluster.ErrConnectionOverflow):
+		s.localReply(http.StatusServiceUnavailable, accesslog.UpstreamOverflow, ReasonOverflow,
+			fmt.Sprintf("cluster %q: %v", cl.Name, err))
 	case cluster.IsConnectError(err):
 		s.localReply(http.StatusServiceUnavailable, accesslog.UpstreamConnectionFailure, ReasonConnectFailure,
 			fmt.Sprintf("cluster %q: cannot connect to upstream %s: %v", cl.Name, s.upstreamHost, errors.Unwrap(err)))

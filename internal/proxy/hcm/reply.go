@@ -21,6 +21,7 @@ const (
 	ReasonUpstreamTimeout   = "upstream_timeout"
 	ReasonPerTryTimeout     = "upstream_per_try_timeout"
 	ReasonMaxDuration       = "max_stream_duration"
+	ReasonOverflow          = "upstream_overflow"
 	// ReasonBodyTooLargeToRetry is logged when a request matched the retry
 	// policy but its body exceeded the retry buffer.
 	ReasonBodyTooLargeToRetry = "retry_body_too_large"

@@ -63,6 +63,9 @@ func (s *stream) retry(ctx, tryCtx context.Context, p *route.RetryPolicy, attemp
 // retriable reports whether the outcome matches the policy's retry_on.
 func retriable(p *route.RetryPolicy, tryCtx context.Context, resp *http.Response, err error) bool {
 	if err != nil {
+		if errors.Is(err, cluster.ErrConnectionOverflow) {
+			return false // a circuit breaker said no; retrying would defeat it
+		}
 		perTry := errors.Is(context.Cause(tryCtx), errPerTryTimeout)
 		connect := cluster.IsConnectError(err)
 		switch {

@@ -39,6 +39,7 @@ type Registry struct {
 	upBytes    *prometheus.CounterVec
 	upRetries  *prometheus.CounterVec
 	upRetryOvf *prometheus.CounterVec
+	upOverflow *prometheus.CounterVec
 	tcpCx      *prometheus.CounterVec
 	tcpActive  *prometheus.GaugeVec
 	tcpBytes   *prometheus.CounterVec
@@ -78,6 +79,7 @@ func New() *Registry {
 	r.upBytes = c("trellis_cluster_upstream_bytes_total", "Body bytes exchanged with upstreams.", "cluster", "direction")
 	r.upRetries = c("trellis_cluster_upstream_retries_total", "Retried upstream requests.", "cluster")
 	r.upRetryOvf = c("trellis_cluster_upstream_retry_overflows_total", "Retries refused by the retry circuit breaker or budget.", "cluster")
+	r.upOverflow = c("trellis_cluster_upstream_overflows_total", "Requests and connections refused by the circuit breakers (flag UO).", "cluster", "resource")
 	r.tcpCx = c("trellis_tcp_connections_total", "Connections handled by tcp_proxy.", "stat_prefix")
 	r.tcpActive = g("trellis_tcp_connections_active", "tcp_proxy connections open.", "stat_prefix")
 	r.tcpBytes = c("trellis_tcp_bytes_total", "Bytes proxied by tcp_proxy.", "stat_prefix", "direction")
@@ -172,6 +174,8 @@ type Cluster struct {
 	BytesReceived prometheus.Counter
 	Retries       prometheus.Counter
 	RetryOverflow prometheus.Counter
+	Overflow      prometheus.Counter // max_requests
+	ConnOverflow  prometheus.Counter // max_connections
 }
 
 // Cluster returns the handles of a cluster.
@@ -186,6 +190,8 @@ func (r *Registry) Cluster(name string) *Cluster {
 		BytesReceived: r.upBytes.WithLabelValues(name, "received"),
 		Retries:       r.upRetries.WithLabelValues(name),
 		RetryOverflow: r.upRetryOvf.WithLabelValues(name),
+		Overflow:      r.upOverflow.WithLabelValues(name, "requests"),
+		ConnOverflow:  r.upOverflow.WithLabelValues(name, "connections"),
 	}
 }
 
