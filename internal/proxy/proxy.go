@@ -75,7 +75,7 @@ func New(opts Options) *Proxy {
 	reg := metrics.New()
 	p := &Proxy{
 		opts: opts, log: opts.Logger, metrics: reg, sinks: accesslog.NewSinks(),
-		clusters: cluster.NewManager(reg), started: time.Now(),
+		clusters: cluster.NewManager(reg, opts.Logger), started: time.Now(),
 	}
 	p.listeners = listener.NewManager(opts.Logger, reg)
 	p.listeners.DrainTimeout = opts.DrainTimeout

@@ -16,6 +16,7 @@ import (
 
 	"github.com/trellis-mesh/trellis/internal/proxy/cluster/circuit"
 	"github.com/trellis-mesh/trellis/internal/proxy/cluster/lb"
+	"github.com/trellis-mesh/trellis/internal/proxy/cluster/outlier"
 	"github.com/trellis-mesh/trellis/internal/proxy/tlsx"
 	"github.com/trellis-mesh/trellis/internal/xds/decode"
 )
@@ -66,6 +67,13 @@ func (m *Manager) build(pc *clusterv3.Cluster, secrets tlsx.Secrets) (*Cluster, 
 	} else {
 		c.thresholds = thresholds
 		c.breakers = m.breakersFor(c.Name, thresholds)
+	}
+	if od := pc.GetOutlierDetection(); od != nil {
+		if c.outlierCfg, err = outlier.ParseConfig(od); err != nil {
+			errs = append(errs, decode.PrefixErrors("outlier_detection", err))
+		} else {
+			c.outlier = m.detectorFor(c.Name, c.outlierCfg)
+		}
 	}
 
 	tc := transportConfig{

@@ -9,6 +9,7 @@ import (
 
 	"github.com/trellis-mesh/trellis/internal/proxy/cluster/circuit"
 	"github.com/trellis-mesh/trellis/internal/proxy/cluster/lb"
+	"github.com/trellis-mesh/trellis/internal/proxy/cluster/outlier"
 	"github.com/trellis-mesh/trellis/internal/telemetry/metrics"
 )
 
@@ -35,7 +36,9 @@ type Cluster struct {
 	Scheme string
 	Stats  *metrics.Cluster
 
-	breakers   *circuit.Breakers  // long-lived, shared by the cluster's snapshots
+	breakers   *circuit.Breakers // long-lived, shared by the cluster's snapshots
+	outlier    *outlier.Detector // long-lived; nil without outlier_detection
+	outlierCfg outlier.Config
 	thresholds circuit.Priorities // this snapshot's limits, applied on Commit
 
 	overprovisioning uint32 // percent
@@ -44,6 +47,7 @@ type Cluster struct {
 	policy    lb.Policy
 	endpoints []endpointSpec // as configured (DNS names unresolved)
 	state     atomic.Pointer[hostSet]
+	committed atomic.Bool // set by Manager.Commit; DNS results then reach the detector
 	pools     *pools
 	dns       *dnsConfig
 	mgr       *Manager
@@ -103,7 +107,29 @@ func (c *Cluster) Transport(downstreamMajor int) http.RoundTripper {
 }
 
 // setMembers installs a new set of resolved hosts.
-func (c *Cluster) setMembers(all []HostStatus) { c.rebuild(all) }
+func (c *Cluster) setMembers(all []HostStatus) {
+	if c.outlier != nil && c.committed.Load() {
+		c.outlier.SetHosts(hostsOf(all))
+	}
+	c.rebuild(all)
+}
+
+func hostsOf(all []HostStatus) []*lb.Host {
+	hs := make([]*lb.Host, len(all))
+	for i, h := range all {
+		hs[i] = h.Host
+	}
+	return hs
+}
+
+// Report tells the cluster's outlier detector (if any) how a request to h
+// went: an HTTP status, or a local-origin failure (connect failure, reset,
+// timeout) with status 0. It is cheap and never allocates.
+func (c *Cluster) Report(h *lb.Host, o outlier.Outcome, status int) {
+	if c.outlier != nil {
+		c.outlier.Report(h, o, status)
+	}
+}
 
 // HealthChanged rebuilds the pickers after a host's health flags changed
 // (active health checking, outlier detection).

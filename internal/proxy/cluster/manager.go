@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"sync"
 
@@ -12,6 +13,7 @@ import (
 
 	"github.com/trellis-mesh/trellis/internal/proxy/cluster/circuit"
 	"github.com/trellis-mesh/trellis/internal/proxy/cluster/lb"
+	"github.com/trellis-mesh/trellis/internal/proxy/cluster/outlier"
 	"github.com/trellis-mesh/trellis/internal/proxy/tlsx"
 	"github.com/trellis-mesh/trellis/internal/telemetry/metrics"
 	"github.com/trellis-mesh/trellis/internal/xds/decode"
@@ -20,12 +22,14 @@ import (
 // Manager owns the state of upstream clusters that outlives snapshots.
 type Manager struct {
 	metrics *metrics.Registry
+	log     *slog.Logger
 
 	mu       sync.Mutex
 	hosts    map[hostKey]*lb.Host
 	pools    map[string]*pools // by cluster name, for the committed set
 	pending  map[string]*pools // built but not yet committed
 	breakers map[string]*circuit.Breakers
+	outliers map[string]*outlier.Detector
 	current  *Set
 	stopDNS  context.CancelFunc
 }
@@ -33,14 +37,45 @@ type Manager struct {
 type hostKey struct{ cluster, addr string }
 
 // NewManager returns a Manager reporting to reg.
-func NewManager(reg *metrics.Registry) *Manager {
+func NewManager(reg *metrics.Registry, log *slog.Logger) *Manager {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
 	return &Manager{
 		metrics:  reg,
+		log:      log,
 		hosts:    map[hostKey]*lb.Host{},
 		pools:    map[string]*pools{},
 		pending:  map[string]*pools{},
 		breakers: map[string]*circuit.Breakers{},
+		outliers: map[string]*outlier.Detector{},
 	}
+}
+
+// detectorFor returns the long-lived outlier detector of a cluster,
+// creating it for a cluster that has none; its configuration changes in
+// Commit. Ejections rebuild the pickers of whichever snapshot of the
+// cluster is current.
+func (m *Manager) detectorFor(name string, cfg outlier.Config) *outlier.Detector {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	d, ok := m.outliers[name]
+	if !ok {
+		d = outlier.New(cfg, outlier.Options{
+			Cluster: name,
+			Logger:  m.log,
+			OnChange: func() {
+				m.mu.Lock()
+				c := m.current.Get(name)
+				m.mu.Unlock()
+				if c != nil {
+					c.HealthChanged()
+				}
+			},
+		})
+		m.outliers[name] = d
+	}
+	return d
 }
 
 // breakersFor returns the long-lived circuit breakers of a cluster,
@@ -204,12 +239,36 @@ func (m *Manager) Commit(set *Set) {
 			p.closeIdle()
 		}
 	}
+	for name, d := range m.detectorsToDrop(set) {
+		d.SetHosts(nil) // outlier detection removed: every host returns
+		delete(m.outliers, name)
+	}
 	for _, c := range set.order {
 		c.breakers.Update(c.thresholds)
+		if c.outlier != nil {
+			c.outlier.Update(c.outlierCfg)
+			c.outlier.SetHosts(hostsOf(c.Hosts()))
+			go c.outlier.Run(ctx)
+		}
+		c.committed.Store(true)
 		if c.dns != nil {
 			go c.refreshLoop(ctx)
 		}
 	}
+}
+
+// detectorsToDrop returns the detectors of clusters that no longer have
+// outlier detection.
+func (m *Manager) detectorsToDrop(set *Set) map[string]*outlier.Detector {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := map[string]*outlier.Detector{}
+	for name, d := range m.outliers {
+		if c := set.Get(name); c == nil || c.outlier == nil {
+			out[name] = d
+		}
+	}
+	return out
 }
 
 // Close stops DNS refresh and closes idle upstream connections.

@@ -13,6 +13,7 @@ import (
 
 	"github.com/trellis-mesh/trellis/internal/proxy/cluster"
 	"github.com/trellis-mesh/trellis/internal/proxy/cluster/lb"
+	"github.com/trellis-mesh/trellis/internal/proxy/cluster/outlier"
 	"github.com/trellis-mesh/trellis/internal/proxy/route"
 	"github.com/trellis-mesh/trellis/internal/telemetry/accesslog"
 )
@@ -164,8 +165,10 @@ func (s *stream) forward(rt *route.Route, path string) {
 		cl.Stats.Duration.Observe(s.upstreamTime.Seconds())
 		if err != nil {
 			cl.Stats.Done(0)
+			s.reportFailure(cl, host, tryCtx, err)
 		} else {
 			cl.Stats.Done(resp.StatusCode)
+			cl.Report(host, outlier.HTTPStatus, resp.StatusCode)
 		}
 		if s.retry(ctx, tryCtx, policy, attempt, replay, cl, resp, err) {
 			host.End()
@@ -321,4 +324,19 @@ func (s *stream) midStreamFailure(ctx context.Context) {
 	// serve's deferred finish logs the request while the panic unwinds;
 	// net/http treats ErrAbortHandler as a silent abort.
 	panic(http.ErrAbortHandler)
+}
+
+// reportFailure tells outlier detection about an attempt that got no
+// answer. Overflows and cancellations by the downstream say nothing about
+// the host and are not reported.
+func (s *stream) reportFailure(cl *cluster.Cluster, h *lb.Host, tryCtx context.Context, err error) {
+	switch {
+	case errors.Is(err, cluster.ErrConnectionOverflow), s.r.Context().Err() != nil:
+	case cluster.IsConnectError(err):
+		cl.Report(h, outlier.ConnectFailure, 0)
+	case context.Cause(tryCtx) != nil && !errors.Is(context.Cause(tryCtx), context.Canceled):
+		cl.Report(h, outlier.Timeout, 0)
+	default:
+		cl.Report(h, outlier.Reset, 0)
+	}
 }

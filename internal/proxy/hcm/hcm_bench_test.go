@@ -41,7 +41,7 @@ func benchServer(b *testing.B, port string) *hcm.Server {
 	if err != nil {
 		b.Fatal(err)
 	}
-	set, err := cluster.NewManager(reg).Build(bs.GetStaticResources().GetClusters(), nil, "clusters")
+	set, err := cluster.NewManager(reg, nil).Build(bs.GetStaticResources().GetClusters(), nil, "clusters")
 	if err != nil {
 		b.Fatal(err)
 	}
