@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net"
@@ -15,9 +16,11 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/trellis-mesh/trellis/internal/proxy/cluster/circuit"
+	"github.com/trellis-mesh/trellis/internal/proxy/cluster/health"
 	"github.com/trellis-mesh/trellis/internal/proxy/cluster/lb"
 	"github.com/trellis-mesh/trellis/internal/proxy/cluster/outlier"
 	"github.com/trellis-mesh/trellis/internal/proxy/tlsx"
+	"github.com/trellis-mesh/trellis/internal/telemetry/metrics"
 	"github.com/trellis-mesh/trellis/internal/xds/decode"
 )
 
@@ -112,6 +115,19 @@ func (m *Manager) build(pc *clusterv3.Cluster, secrets tlsx.Secrets) (*Cluster, 
 		}
 	}
 	c.pools = m.poolsFor(c.Name, tc)
+	if hcs := pc.GetHealthChecks(); len(hcs) > 0 {
+		if c.healthCfg, err = health.ParseConfig(hcs); err != nil {
+			errs = append(errs, err) // paths already start with health_checks[i]
+		} else {
+			// Health checks connect like requests (TLS included) but do
+			// not count against the circuit breakers.
+			d := newDialer(tc, protoHTTP1, func() *metrics.Cluster { return m.currentStats(c.Name) }, nil)
+			dial := d.dial()
+			c.health = m.checkerFor(c.Name, c.healthCfg, func(ctx context.Context, addr string) (net.Conn, error) {
+				return dial(ctx, "tcp", addr)
+			})
+		}
+	}
 
 	if err := c.buildEndpoints(pc); err != nil {
 		errs = append(errs, err)

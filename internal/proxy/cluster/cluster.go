@@ -8,6 +8,7 @@ import (
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 
 	"github.com/trellis-mesh/trellis/internal/proxy/cluster/circuit"
+	"github.com/trellis-mesh/trellis/internal/proxy/cluster/health"
 	"github.com/trellis-mesh/trellis/internal/proxy/cluster/lb"
 	"github.com/trellis-mesh/trellis/internal/proxy/cluster/outlier"
 	"github.com/trellis-mesh/trellis/internal/telemetry/metrics"
@@ -39,6 +40,8 @@ type Cluster struct {
 	breakers   *circuit.Breakers // long-lived, shared by the cluster's snapshots
 	outlier    *outlier.Detector // long-lived; nil without outlier_detection
 	outlierCfg outlier.Config
+	health     *health.Checker // long-lived; nil without health_checks
+	healthCfg  health.Config
 	thresholds circuit.Priorities // this snapshot's limits, applied on Commit
 
 	overprovisioning uint32 // percent
@@ -108,8 +111,13 @@ func (c *Cluster) Transport(downstreamMajor int) http.RoundTripper {
 
 // setMembers installs a new set of resolved hosts.
 func (c *Cluster) setMembers(all []HostStatus) {
-	if c.outlier != nil && c.committed.Load() {
-		c.outlier.SetHosts(hostsOf(all))
+	if c.committed.Load() {
+		if c.outlier != nil {
+			c.outlier.SetHosts(hostsOf(all))
+		}
+		if c.health != nil {
+			c.health.SetHosts(hostsOf(all))
+		}
 	}
 	c.rebuild(all)
 }

@@ -12,6 +12,7 @@ import (
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 
 	"github.com/trellis-mesh/trellis/internal/proxy/cluster/circuit"
+	"github.com/trellis-mesh/trellis/internal/proxy/cluster/health"
 	"github.com/trellis-mesh/trellis/internal/proxy/cluster/lb"
 	"github.com/trellis-mesh/trellis/internal/proxy/cluster/outlier"
 	"github.com/trellis-mesh/trellis/internal/proxy/tlsx"
@@ -29,7 +30,7 @@ type Manager struct {
 	pools    map[string]*pools // by cluster name, for the committed set
 	pending  map[string]*pools // built but not yet committed
 	breakers map[string]*circuit.Breakers
-	outliers map[string]*outlier.Detector
+	guards   map[string]*guard
 	current  *Set
 	stopDNS  context.CancelFunc
 }
@@ -48,34 +49,112 @@ func NewManager(reg *metrics.Registry, log *slog.Logger) *Manager {
 		pools:    map[string]*pools{},
 		pending:  map[string]*pools{},
 		breakers: map[string]*circuit.Breakers{},
-		outliers: map[string]*outlier.Detector{},
+		guards:   map[string]*guard{},
 	}
 }
 
-// detectorFor returns the long-lived outlier detector of a cluster,
-// creating it for a cluster that has none; its configuration changes in
-// Commit. Ejections rebuild the pickers of whichever snapshot of the
-// cluster is current.
+// guard is the long-lived health state of one cluster: its outlier
+// detector and active health checker, each running from its first Commit
+// until the cluster drops it (or the manager closes).
+type guard struct {
+	outlier     *outlier.Detector
+	stopOutlier context.CancelFunc // nil until running
+	health      *health.Checker
+	stopHealth  context.CancelFunc
+}
+
+func (m *Manager) guardFor(name string) *guard {
+	g, ok := m.guards[name]
+	if !ok {
+		g = &guard{}
+		m.guards[name] = g
+	}
+	return g
+}
+
+// onHealthChange rebuilds the pickers of the current snapshot of a cluster.
+func (m *Manager) onHealthChange(name string) func() {
+	return func() {
+		m.mu.Lock()
+		c := m.current.Get(name)
+		m.mu.Unlock()
+		if c != nil {
+			c.HealthChanged()
+		}
+	}
+}
+
+// detectorFor returns the cluster's outlier detector, creating it with cfg;
+// the configuration of an existing one changes in Commit.
 func (m *Manager) detectorFor(name string, cfg outlier.Config) *outlier.Detector {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	d, ok := m.outliers[name]
-	if !ok {
-		d = outlier.New(cfg, outlier.Options{
-			Cluster: name,
-			Logger:  m.log,
-			OnChange: func() {
-				m.mu.Lock()
-				c := m.current.Get(name)
-				m.mu.Unlock()
-				if c != nil {
-					c.HealthChanged()
-				}
-			},
-		})
-		m.outliers[name] = d
+	g := m.guardFor(name)
+	if g.outlier == nil {
+		g.outlier = outlier.New(cfg, outlier.Options{Cluster: name, Logger: m.log, OnChange: m.onHealthChange(name)})
 	}
-	return d
+	return g.outlier
+}
+
+// checkerFor returns the cluster's active health checker, creating it with
+// cfg; the configuration of an existing one changes in Commit.
+func (m *Manager) checkerFor(name string, cfg health.Config, dial func(context.Context, string) (net.Conn, error)) *health.Checker {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	g := m.guardFor(name)
+	if g.health == nil {
+		g.health = health.New(cfg, health.Options{Cluster: name, Dial: dial, Logger: m.log, OnChange: m.onHealthChange(name)})
+	}
+	return g.health
+}
+
+// commitGuards starts, updates and retires outlier detectors and health
+// checkers for set. It is called by Commit with m.mu held.
+func (m *Manager) commitGuards(set *Set) {
+	for name, g := range m.guards {
+		c := set.Get(name)
+		if g.outlier != nil && (c == nil || c.outlier == nil) {
+			if g.stopOutlier != nil {
+				g.stopOutlier()
+			}
+			g.outlier.SetHosts(nil) // detection removed: every host returns
+			g.outlier, g.stopOutlier = nil, nil
+		}
+		if g.health != nil && (c == nil || c.health == nil) {
+			if g.stopHealth != nil {
+				g.stopHealth()
+			}
+			g.health.Update(health.Config{}) // checking removed: flags cleared
+			g.health, g.stopHealth = nil, nil
+		}
+		if g.outlier == nil && g.health == nil {
+			delete(m.guards, name)
+		}
+	}
+	for _, c := range set.order {
+		g := m.guards[c.Name]
+		if g == nil {
+			continue
+		}
+		if c.outlier != nil {
+			c.outlier.Update(c.outlierCfg)
+			c.outlier.SetHosts(hostsOf(c.Hosts()))
+			if g.stopOutlier == nil {
+				ctx, cancel := context.WithCancel(context.Background())
+				g.stopOutlier = cancel
+				go c.outlier.Run(ctx)
+			}
+		}
+		if c.health != nil {
+			c.health.Update(c.healthCfg)
+			c.health.SetHosts(hostsOf(c.Hosts()))
+			if g.stopHealth == nil {
+				ctx, cancel := context.WithCancel(context.Background())
+				g.stopHealth = cancel
+				go c.health.Run(ctx)
+			}
+		}
+	}
 }
 
 // breakersFor returns the long-lived circuit breakers of a cluster,
@@ -239,17 +318,11 @@ func (m *Manager) Commit(set *Set) {
 			p.closeIdle()
 		}
 	}
-	for name, d := range m.detectorsToDrop(set) {
-		d.SetHosts(nil) // outlier detection removed: every host returns
-		delete(m.outliers, name)
-	}
+	m.mu.Lock()
+	m.commitGuards(set)
+	m.mu.Unlock()
 	for _, c := range set.order {
 		c.breakers.Update(c.thresholds)
-		if c.outlier != nil {
-			c.outlier.Update(c.outlierCfg)
-			c.outlier.SetHosts(hostsOf(c.Hosts()))
-			go c.outlier.Run(ctx)
-		}
 		c.committed.Store(true)
 		if c.dns != nil {
 			go c.refreshLoop(ctx)
@@ -257,25 +330,19 @@ func (m *Manager) Commit(set *Set) {
 	}
 }
 
-// detectorsToDrop returns the detectors of clusters that no longer have
-// outlier detection.
-func (m *Manager) detectorsToDrop(set *Set) map[string]*outlier.Detector {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	out := map[string]*outlier.Detector{}
-	for name, d := range m.outliers {
-		if c := set.Get(name); c == nil || c.outlier == nil {
-			out[name] = d
-		}
-	}
-	return out
-}
-
 // Close stops DNS refresh and closes idle upstream connections.
 func (m *Manager) Close() {
 	m.mu.Lock()
 	if m.stopDNS != nil {
 		m.stopDNS()
+	}
+	for _, g := range m.guards {
+		if g.stopOutlier != nil {
+			g.stopOutlier()
+		}
+		if g.stopHealth != nil {
+			g.stopHealth()
+		}
 	}
 	ps := m.pools
 	m.mu.Unlock()

@@ -147,7 +147,8 @@ func (d *dialer) dial() func(ctx context.Context, network, addr string) (net.Con
 	return d.plain
 }
 
-func newTransport(cfg transportConfig, proto protocol, stats func() *metrics.Cluster, breaker func() *circuit.Breaker) roundTripper {
+// newDialer returns the dialer for a cluster's transport of protocol proto.
+func newDialer(cfg transportConfig, proto protocol, stats func() *metrics.Cluster, breaker func() *circuit.Breaker) *dialer {
 	d := &dialer{cfg: cfg, stats: stats, breakers: breaker, d: net.Dialer{Timeout: cfg.connectTimeout, KeepAlive: 30 * time.Second}}
 	if cfg.tls != nil {
 		d.tls = cfg.tls.Clone()
@@ -160,6 +161,11 @@ func newTransport(cfg transportConfig, proto protocol, stats func() *metrics.Clu
 			d.tls.NextProtos = []string{"http/1.1"}
 		}
 	}
+	return d
+}
+
+func newTransport(cfg transportConfig, proto protocol, stats func() *metrics.Cluster, breaker func() *circuit.Breaker) roundTripper {
+	d := newDialer(cfg, proto, stats, breaker)
 	if proto == protoHTTP1 {
 		dial := d.dial()
 		return newH1Transport(func(ctx context.Context, addr string) (net.Conn, error) {

@@ -175,7 +175,11 @@ func compileMutations(reqAdd []*corev3.HeaderValueOption, reqRemove []string,
 func compileAdds(field string, opts []*corev3.HeaderValueOption) ([]HeaderAdd, error) {
 	var out []HeaderAdd
 	for i, o := range opts {
-		f, err := ParseFormat(o.GetHeader().GetValue())
+		value := o.GetHeader().GetValue()
+		if raw := o.GetHeader().GetRawValue(); len(raw) > 0 {
+			value = string(raw) // Envoy: raw_value, when set, is the value
+		}
+		f, err := ParseFormat(value)
 		if err != nil {
 			return nil, fmt.Errorf("%s[%d].header.value: %w", field, i, err)
 		}

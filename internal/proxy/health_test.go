@@ -1,0 +1,93 @@
+package proxy_test
+
+import (
+	"io"
+	"net/http"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+const healthConfig = `
+admin: {address: {socket_address: {address: 127.0.0.1, port_value: 0}}}
+static_resources:
+  listeners:
+  - name: web
+    address: {socket_address: {address: 127.0.0.1, port_value: 0}}
+    filter_chains:
+    - filters:
+      - name: hcm
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+          stat_prefix: web
+          route_config: {virtual_hosts: [{name: all, domains: ["*"], routes: [{match: {prefix: "/"}, route: {cluster: app}}]}]}
+          ` + routerFilter + `
+  clusters:
+  - name: app
+    health_checks:
+    - timeout: 1s
+      interval: 0.05s
+      unhealthy_threshold: 1
+      healthy_threshold: 1
+      http_health_check: {path: /healthz}
+    load_assignment:
+      cluster_name: app
+      endpoints:
+      - lb_endpoints:
+{{- range .}}
+        - endpoint: {address: {{addr .}}}
+{{- end}}
+`
+
+// TestActiveHealthChecks: a host failing its HTTP health check gets no
+// traffic and returns once it passes again.
+func TestActiveHealthChecks(t *testing.T) {
+	var sick atomic.Bool
+	sick.Store(true)
+	flaky := newUpstream(t, "flaky", func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/healthz" && sick.Load() {
+			w.WriteHeader(503)
+		}
+	})
+	steady := newUpstream(t, "steady", answer(200))
+	p := startProxy(t, healthConfig, []string{flaky.addr(), steady.addr()})
+	base := "http://" + p.ListenerAddrs()["web"]
+
+	waitFlags := func(want string) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			resp, err := http.Get("http://" + p.AdminAddr() + "/clusters")
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if strings.Contains(string(b), "app::"+flaky.addr()+"::health_flags::"+want) {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("flaky host never became %q:\n%s", want, b)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	waitFlags("/failed_active_hc")
+	for range 20 {
+		resp, _, _ := get(t, http.DefaultClient, base+"/", nil)
+		if got := resp.Header.Get("X-Upstream"); got != "steady" {
+			t.Fatalf("request reached %q while it fails its health check", got)
+		}
+	}
+	sick.Store(false)
+	waitFlags("healthy")
+	seen := map[string]bool{}
+	for range 20 {
+		resp, _, _ := get(t, http.DefaultClient, base+"/", nil)
+		seen[resp.Header.Get("X-Upstream")] = true
+	}
+	if !seen["flaky"] {
+		t.Fatalf("the recovered host gets no traffic: %v", seen)
+	}
+}
