@@ -126,6 +126,12 @@ func (s *stream) forward(rt *route.Route, path string) {
 	}
 
 	var tried []*lb.Host
+	retryHeld := false // a retry admitted by the circuit breaker, not yet answered
+	defer func() {
+		if retryHeld {
+			cl.ReleaseRetry()
+		}
+	}()
 	for attempt := 0; ; attempt++ {
 		host := pickHost(cl, &lbReq, policy, tried)
 		if host == nil {
@@ -158,8 +164,9 @@ func (s *stream) forward(rt *route.Route, path string) {
 		host.Begin()
 		t0 := time.Now()
 		resp, err := cl.Transport(r.ProtoMajor).RoundTrip(out)
-		if attempt > 0 {
+		if retryHeld {
 			cl.ReleaseRetry()
+			retryHeld = false
 		}
 		s.upstreamTime = time.Since(t0)
 		cl.Stats.Duration.Observe(s.upstreamTime.Seconds())
@@ -171,6 +178,7 @@ func (s *stream) forward(rt *route.Route, path string) {
 			cl.Report(host, outlier.HTTPStatus, resp.StatusCode)
 		}
 		if s.retry(ctx, tryCtx, policy, attempt, replay, cl, resp, err) {
+			retryHeld = true
 			host.End()
 			cl.ReleaseRequest()
 			tryCancel()
