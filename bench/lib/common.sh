@@ -4,7 +4,7 @@
 readonly FORTIO_VERSION=1.68.2
 readonly ALL_SYSTEMS=(direct nginx-hop haproxy-hop caddy-hop trellis-hop
   nginx-pair haproxy-pair caddy-pair trellis-pair)
-readonly ALL_SCENARIOS=(lat-h1 lat-h2 sat-h1 sat-h2)
+readonly ALL_SCENARIOS=(lat-h1 lat-h2 lat-grpc sat-h1 sat-h2)
 
 # Cores: the proxies under test run on CORE_PROXY, the load generator and
 # the backend on CORE_LOAD.
@@ -31,13 +31,14 @@ usage() {
 usage: bash bench/run.sh [options]
 
   --quick            1 repetition, 5 s latency and 3 s saturation runs
-                     (development only; does not overwrite bench/RESULTS.md)
+                     (development only; does not touch bench/RESULTS.md)
   --reps N           repetitions of the whole matrix (default 3)
   --only LIST        comma-separated systems; "nginx" selects nginx-hop and
                      nginx-pair. Systems: direct nginx-hop haproxy-hop
                      caddy-hop trellis-hop nginx-pair haproxy-pair caddy-pair
                      trellis-pair. direct is always included (the baseline).
-  --scenarios LIST   comma-separated: lat-h1 lat-h2 sat-h1 sat-h2 (default all)
+  --scenarios LIST   comma-separated: lat-h1 lat-h2 lat-grpc sat-h1 sat-h2
+                     (default all)
   --keep             keep the work directory (configs, logs, raw outputs)
   --no-install       skip apt-get and go install (tools must be present)
 USAGE

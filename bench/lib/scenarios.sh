@@ -1,7 +1,8 @@
 # shellcheck shell=bash
-# Scenarios and one measured run. A scenario is lat-h1 / lat-h2 (fortio at
-# a fixed 1000 qps, 16 connections) or sat-h1 (wrk) / sat-h2 (h2load):
-# saturation with the proxy alone on CORE_PROXY.
+# Scenarios and one measured run. A scenario is lat-h1 / lat-h2 / lat-grpc
+# (fortio at a fixed 1000 qps, 16 connections; lat-grpc runs the systems'
+# gRPC configs against the fortio gRPC backend) or sat-h1 (wrk) / sat-h2
+# (h2load): saturation with the proxy alone on CORE_PROXY.
 
 declare -A BROKEN=()
 
@@ -20,6 +21,13 @@ scenario_tool() {
 
 scenario_proto() { echo "${1#*-}"; }
 
+# scenario_variant SCENARIO prints which configs the systems run: empty
+# (HTTP) or grpc.
+scenario_variant() {
+  [[ $1 == lat-grpc ]] && echo grpc
+  return 0
+}
+
 # load SCENARIO URL SECS OUT runs the load generator on the load core,
 # bounded in time, its report in OUT.
 load() {
@@ -31,6 +39,13 @@ load() {
       [[ $scenario == lat-h2 ]] && h2=(-h2)
       run_waited "$out.log" "${bound[@]}" "${PIN_LOAD[@]}" "$FORTIO" load "${h2[@]}" -qps 1000 -c 16 \
         -t "${secs}s" -r 0.00001 -p "50,90,99,99.9" -quiet -json "$out" "$u"
+      ;;
+    lat-grpc)
+      # Unary Ping calls carrying a 1 KiB payload, which the server echoes;
+      # -s 1: one call in flight per connection, 16 connections, as in
+      # lat-h1 and lat-h2.
+      run_waited "$out.log" "${bound[@]}" "${PIN_LOAD[@]}" "$FORTIO" load -grpc -ping -s 1 -payload "$BODY_1KIB" \
+        -qps 1000 -c 16 -t "${secs}s" -r 0.00001 -p "50,90,99,99.9" -quiet -json "$out" "$u"
       ;;
     sat-h1)
       run_waited "$out" "${bound[@]}" "${PIN_LOAD[@]}" wrk -t1 -c64 -d"${secs}s" --timeout 5s \
@@ -45,22 +60,25 @@ load() {
 # run_one REP SCENARIO SYSTEM starts SYSTEM afresh, checks it, warms it up,
 # measures one load run with CPU and RSS accounting, stops it and records
 # one line in runs.tsv. A system that failed to start is skipped for the
-# rest of the invocation; failures never abort the matrix.
+# rest of the invocation (with the same configs: a failed gRPC config does
+# not skip the HTTP scenarios); failures never abort the matrix.
 run_one() {
   local rep=$1 scenario=$2 sys=$3
-  local tool proto out
+  local tool proto out variant key
   tool=$(scenario_tool "$scenario")
   proto=$(scenario_proto "$scenario")
+  variant=$(scenario_variant "$scenario")
+  key=$sys${variant:+/$variant}
   out="$WORK/out/$rep-$scenario-$sys.$tool"
   mkdir -p "$WORK/out"
-  if [[ -n ${BROKEN[$sys]:-} ]]; then
-    record "$rep" "$scenario" "$sys" skipped "$tool" "" "" "" "" "" "" "${BROKEN[$sys]}"
+  if [[ -n ${BROKEN[$sys]:-} || -n ${BROKEN[$key]:-} ]]; then
+    record "$rep" "$scenario" "$sys" skipped "$tool" "" "" "" "" "" "" "${BROKEN[$sys]:-${BROKEN[$key]}}"
     return 0
   fi
   ensure_backend
   log "rep $rep/$REPS  $scenario  $sys"
-  if ! system_start "$sys"; then
-    BROKEN[$sys]=$START_ERROR
+  if ! system_start "$sys" "$variant"; then
+    BROKEN[$key]=$START_ERROR
     warn "$START_ERROR"
     record "$rep" "$scenario" "$sys" failed "$tool" "" "" "" "" "" "" "$START_ERROR"
     return 0

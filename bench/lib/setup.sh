@@ -164,7 +164,7 @@ EXT
 allocate_ports() {
   local -a names ports
   local i sys
-  names=(backend.h1 backend.h2c)
+  names=(backend.h1 backend.h2c backend.grpc)
   for sys in "${ALL_SYSTEMS[@]}"; do
     read -r -a ports <<<"$(system_port_names "$sys")"
     names+=("${ports[@]}")
@@ -241,7 +241,8 @@ write_meta_end() {
 }
 
 # write_report renders results/<stamp>.json and .md; a full (non --quick)
-# run also replaces bench/RESULTS.md.
+# run also rebuilds bench/RESULTS.md from every full run's JSON in
+# results/, each scenario from the newest run that measured it.
 write_report() {
   local stamp dir="$BENCH_DIR/results"
   stamp=$(date -u +%Y%m%dT%H%M%SZ)
@@ -251,8 +252,9 @@ write_report() {
   if ((QUICK)); then
     log "quick run: bench/RESULTS.md left as is"
   else
-    cp "$dir/$stamp.md" "$BENCH_DIR/RESULTS.md"
-    log "wrote bench/RESULTS.md"
+    "$BIN/report" merge -dir "$dir" -md "$BENCH_DIR/RESULTS.md" ||
+      die "bench/RESULTS.md not rebuilt (this run is in bench/results/$stamp.json)"
+    log "wrote bench/RESULTS.md (each scenario from the newest full run in bench/results/)"
   fi
   log "wrote bench/results/$stamp.json and bench/results/$stamp.md"
   cat "$dir/$stamp.md"

@@ -3,15 +3,21 @@
 # sanity checks. A system is "direct" or IMPL-hop / IMPL-pair, IMPL being
 # nginx, haproxy, caddy or trellis. A pair is two instances: A (client
 # side, plain HTTP in) and B (server side, mutual TLS in).
+#
+# Every instance has two configs: the HTTP one (configs/NAME.EXT, for the
+# lat-h1, lat-h2 and sat-* scenarios) and the gRPC one (NAME-grpc.EXT, for
+# lat-grpc: h2c in, h2c to the fortio gRPC backend). Only one runs at a
+# time; they share the peer and admin ports.
 
 BODY_1KIB=$(printf 'x%.0s' {1..1024})
 readonly BODY_1KIB
+BACKEND_PID="" GRPC_BACKEND_PID=""
 
 # system_port_names SYSTEM prints the names of the ports SYSTEM needs.
 system_port_names() {
   local sys=$1
   [[ $sys == direct ]] && return 0
-  local -a names=("$sys.front_h1")
+  local -a names=("$sys.front_h1" "$sys.front_grpc")
   # nginx 1.22 serves HTTP/2 prior knowledge only on a port of its own.
   [[ $sys == nginx-* ]] && names+=("$sys.front_h2c")
   [[ $sys == *-pair ]] && names+=("$sys.peer")
@@ -41,9 +47,16 @@ config_ext() {
 }
 
 # url SYSTEM PROTO prints the URL the load generator uses (PROTO h1 or h2;
-# h2 is HTTP/2 prior knowledge over cleartext).
+# h2 is HTTP/2 prior knowledge over cleartext). For PROTO grpc it prints
+# the host:port fortio's gRPC client takes.
 url() {
   local sys=$1 proto=$2 port
+  if [[ $proto == grpc ]]; then
+    port=${PORT[$sys.front_grpc]:-}
+    [[ $sys == direct ]] && port=${PORT[backend.grpc]}
+    echo "127.0.0.1:$port"
+    return 0
+  fi
   if [[ $sys == direct ]]; then
     port=${PORT[backend.h1]}
     [[ $proto == h2 ]] && port=${PORT[backend.h2c]}
@@ -55,18 +68,23 @@ url() {
 }
 
 render_configs() {
-  local sys role
+  local sys role variant
   render_instance "$BENCH_DIR/configs/backend-nginx.conf" "$WORK/backend" nginx
   for sys in "${SYSTEMS[@]}"; do
     for role in $(system_roles "$sys"); do
       local impl=${sys%-*} name=${sys%-*}-hop
       [[ $role != hop ]] && name="$impl-pair-$role"
-      render_instance "$BENCH_DIR/configs/$name.$(config_ext "$impl")" "$(instance_dir "$sys" "$role")" "$impl" "$sys" "$role"
+      for variant in "" grpc; do
+        render_instance "$BENCH_DIR/configs/$name${variant:+-$variant}.$(config_ext "$impl")" \
+          "$(instance_dir "$sys" "$role" "$variant")" "$impl" "$sys" "$role"
+      done
     done
   done
 }
 
-instance_dir() { echo "$WORK/sys/$1/$2"; }
+# instance_dir SYSTEM ROLE [VARIANT] prints the directory of one instance's
+# config, logs and temporary files; VARIANT is empty (HTTP) or grpc.
+instance_dir() { echo "$WORK/sys/$1/$2${3:+-$3}"; }
 
 # render_instance TEMPLATE DIR IMPL [SYSTEM ROLE] writes DIR/config.EXT
 # (and the shared snippets nginx and HAProxy include).
@@ -75,8 +93,8 @@ render_instance() {
   mkdir -p "$dir/tmp"
   local -a vars=(
     "DIR=$dir" "CERTS=$WORK/certs" "BODY=$BODY_1KIB"
-    "BACKEND_H1=${PORT[backend.h1]}" "BACKEND_H2C=${PORT[backend.h2c]}"
-    "FRONT_H1=${PORT[$sys.front_h1]:-}" "FRONT_H2C=${PORT[$sys.front_h2c]:-}"
+    "BACKEND_H1=${PORT[backend.h1]}" "BACKEND_H2C=${PORT[backend.h2c]}" "BACKEND_GRPC=${PORT[backend.grpc]}"
+    "FRONT_H1=${PORT[$sys.front_h1]:-}" "FRONT_H2C=${PORT[$sys.front_h2c]:-}" "FRONT_GRPC=${PORT[$sys.front_grpc]:-}"
     "PEER=${PORT[$sys.peer]:-}" "ADMIN=${PORT[$sys.admin_$role]:-}"
   )
   render "$tmpl" "$dir/config.$(config_ext "$impl")" "${vars[@]}"
@@ -101,19 +119,20 @@ instance_cmd() {
   esac
 }
 
-# system_start SYSTEM starts every instance of SYSTEM and waits until it is
+# system_start SYSTEM [VARIANT] starts every instance of SYSTEM with its
+# HTTP configs (or, VARIANT grpc, its gRPC configs) and waits until it is
 # ready. It sets SYS_PIDS; on failure it returns 1 with START_ERROR set.
 system_start() {
-  local sys=$1 impl=${1%-*} role dir
+  local sys=$1 impl=${1%-*} variant=${2:-} role dir
   SYS_PIDS=() START_ERROR=""
   [[ $sys == direct ]] && return 0
   for role in $(system_roles "$sys"); do
-    dir=$(instance_dir "$sys" "$role")
+    dir=$(instance_dir "$sys" "$role" "$variant")
     instance_cmd "$impl" "$dir"
     spawn "$dir/log" "${CMD[@]}"
     SYS_PIDS+=("$SPAWNED")
-    if ! wait_instance "$sys" "$role" "$SPAWNED"; then
-      START_ERROR="$sys/$role: $START_ERROR; log: $(log_tail "$dir/log")"
+    if ! wait_instance "$sys" "$role" "$SPAWNED" "$variant"; then
+      START_ERROR="$sys/$role${variant:+ ($variant config)}: $START_ERROR; log: $(log_tail "$dir/log")"
       system_stop
       return 1
     fi
@@ -126,12 +145,12 @@ system_stop() {
   SYS_PIDS=()
 }
 
-# wait_instance SYSTEM ROLE PID waits up to 15 s for the instance's ports
-# (and, for Trellis, its admin /ready) while PID is alive.
+# wait_instance SYSTEM ROLE PID [VARIANT] waits up to 15 s for the
+# instance's ports (and, for Trellis, its admin /ready) while PID is alive.
 wait_instance() {
-  local sys=$1 role=$2 pid=$3 i
+  local sys=$1 role=$2 pid=$3 variant=${4:-} i
   local -a ports
-  read -r -a ports <<<"$(instance_ports "$sys" "$role")"
+  read -r -a ports <<<"$(instance_ports "$sys" "$role" "$variant")"
   for ((i = 0; i < 150; i++)); do
     if ! alive "$pid"; then
       START_ERROR="exited during start"
@@ -145,9 +164,11 @@ wait_instance() {
 }
 
 instance_ports() {
-  local sys=$1 role=$2
+  local sys=$1 role=$2 variant=$3
   if [[ $role == b ]]; then
     echo "${PORT[$sys.peer]}"
+  elif [[ $variant == grpc ]]; then
+    echo "${PORT[$sys.front_grpc]}"
   else
     echo "${PORT[$sys.front_h1]} ${PORT[$sys.front_h2c]:-}"
   fi
@@ -167,6 +188,7 @@ instance_ready() {
 # and the HTTP version asked for. It sets SANITY_ERROR on failure.
 sanity() {
   local sys=$1 proto=$2 want got u
+  [[ $proto == grpc ]] && { sanity_grpc "$sys"; return; }
   local -a opt=(--http1.1)
   want="200 1024 1.1"
   if [[ $proto == h2 ]]; then
@@ -183,8 +205,28 @@ sanity() {
   fi
 }
 
-# start_backend starts the static nginx backend on the load core.
+# sanity_grpc SYSTEM checks one gRPC call end to end: fortio's client
+# pings with a 1 KiB payload (one warm-up call and two timed ones); it
+# exits 0 only if every call returned grpc-status 0 with its trailers.
+sanity_grpc() {
+  local u rc=0 out="$WORK/sanity-grpc.log"
+  u=$(url "$1" grpc)
+  SANITY_ERROR=""
+  run_waited "$out" timeout -k 2 10 "$FORTIO" grpcping -loglevel Warning -n 1 -payload "$BODY_1KIB" "$u" || rc=$?
+  if ((rc != 0)); then
+    SANITY_ERROR="sanity gRPC ping $u: fortio grpcping exited $rc: $(grep -v 'Log level is now' "$out" | tail -n 2 | one_line)"
+    return 1
+  fi
+}
+
+# start_backend starts the backends on the load core: the static nginx,
+# and the gRPC one when lat-grpc is selected.
 start_backend() {
+  start_nginx_backend
+  if in_list lat-grpc "${SCENARIOS[@]}"; then start_grpc_backend; fi
+}
+
+start_nginx_backend() {
   local dir="$WORK/backend"
   spawn "$dir/log" "${PIN_LOAD[@]}" nginx -p "$dir" -c "$dir/config.conf" -e stderr
   BACKEND_PID=$SPAWNED
@@ -198,8 +240,33 @@ start_backend() {
   log "backend nginx ready on ports ${PORT[backend.h1]} (h1) ${PORT[backend.h2c]} (h2c)"
 }
 
+# start_grpc_backend starts fortio's gRPC ping server (grpc-go, h2c prior
+# knowledge) with fortio's other servers (HTTP echo, redirect, TCP and UDP
+# echo) disabled. Pinned to one core, the Go runtime sets GOMAXPROCS=1.
+start_grpc_backend() {
+  local dir="$WORK/backend-grpc" i
+  mkdir -p "$dir"
+  spawn "$dir/log" "${PIN_LOAD[@]}" "$FORTIO" server -loglevel Warning \
+    -grpc-port "127.0.0.1:${PORT[backend.grpc]}" \
+    -http-port disabled -redirect-port disabled -tcp-port disabled -udp-port disabled
+  GRPC_BACKEND_PID=$SPAWNED
+  for ((i = 0; i < 100; i++)); do
+    port_open "${PORT[backend.grpc]}" && break
+    alive "$GRPC_BACKEND_PID" || die "gRPC backend (fortio server) exited: $(log_tail "$dir/log")"
+    sleep 0.1
+  done
+  sanity direct grpc || die "gRPC backend: $SANITY_ERROR"
+  log "gRPC backend (fortio ping server) ready on port ${PORT[backend.grpc]}"
+}
+
+# ensure_backend restarts a backend that died since the last run.
 ensure_backend() {
-  alive "$BACKEND_PID" && return 0
-  warn "backend nginx died ($(log_tail "$WORK/backend/log")); restarting"
-  start_backend
+  if ! alive "$BACKEND_PID"; then
+    warn "backend nginx died ($(log_tail "$WORK/backend/log")); restarting"
+    start_nginx_backend
+  fi
+  if [[ -n $GRPC_BACKEND_PID ]] && ! alive "$GRPC_BACKEND_PID"; then
+    warn "gRPC backend died ($(log_tail "$WORK/backend-grpc/log")); restarting"
+    start_grpc_backend
+  fi
 }

@@ -2,6 +2,7 @@
 //
 //	report ports -n N
 //	report render -work DIR -json FILE -md FILE
+//	report merge -md FILE (-dir DIR | RESULT.json...)
 //
 // "ports" prints N free TCP ports on 127.0.0.1, all below the kernel's
 // ephemeral range, so that client sockets cannot be holding them later.
@@ -11,6 +12,11 @@
 // WRKJSON line printed by configs/wrk-report.lua) and h2load's text, and
 // writes the combined JSON and the markdown report (medians over
 // repetitions, added latency over direct, ratios against the peers).
+//
+// "merge" builds bench/RESULTS.md from result files written by "render":
+// every full run's file in DIR (quick runs left out), or the files named.
+// Each scenario is taken whole from the newest run that measured it, and
+// the header says which run (stamp, start date, command) that is.
 //
 // It uses the standard library only.
 package main
@@ -36,13 +42,16 @@ func main() {
 
 func run(args []string, out io.Writer) error {
 	if len(args) == 0 {
-		return errors.New("usage: report ports -n N | report render -work DIR -json FILE -md FILE")
+		return errors.New("usage: report ports -n N | report render -work DIR -json FILE -md FILE | " +
+			"report merge -md FILE (-dir DIR | RESULT.json...)")
 	}
 	switch args[0] {
 	case "ports":
 		return portsCmd(args[1:], out)
 	case "render":
 		return renderCmd(args[1:])
+	case "merge":
+		return mergeCmd(args[1:])
 	default:
 		return fmt.Errorf("unknown command %q", args[0])
 	}

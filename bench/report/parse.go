@@ -165,6 +165,9 @@ type fortioJSON struct {
 	}
 }
 
+// parseFortio reads fortio's JSON. For HTTP a 2xx status is a success;
+// fortio's gRPC runner counts a successful call (Ping or health check) as
+// "SERVING" and a failed one as "ERROR" (or another health status).
 func parseFortio(b []byte) (*Result, error) {
 	var f fortioJSON
 	if err := json.Unmarshal(b, &f); err != nil {
@@ -184,7 +187,7 @@ func parseFortio(b []byte) (*Result, error) {
 			"threads": f.NumThreads, "ret_codes": f.RetCodes},
 	}
 	for code, n := range f.RetCodes {
-		if strings.HasPrefix(code, "2") {
+		if strings.HasPrefix(code, "2") || code == "SERVING" {
 			r.OK += n
 		} else {
 			r.Errors += n

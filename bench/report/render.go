@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -71,6 +72,8 @@ func load(work string) (*Report, error) {
 var scenarioTitles = map[string]string{
 	"lat-h1": "Latency, HTTP/1.1: fortio at 1000 qps, 16 connections, 1 KiB response",
 	"lat-h2": "Latency, HTTP/2 (h2c from the client): fortio -h2 at 1000 qps, 16 connections, 1 KiB response",
+	"lat-grpc": "Latency, gRPC (h2c from the client and to the backend): fortio -grpc -ping at 1000 qps, 16 connections, " +
+		"1 KiB payload echoed by fortio's gRPC ping server",
 	"sat-h1": "Saturation, HTTP/1.1: wrk -t1 -c64, proxies alone on core 0",
 	"sat-h2": "Saturation, HTTP/2 (h2c from the client): h2load -t1 -c16 -m4, proxies alone on core 0",
 }
@@ -81,32 +84,54 @@ func writeMarkdown(w io.Writer, r *Report) {
 	if m["quick"] == "1" {
 		fmt.Fprintf(w, "> **Quick run** (`--quick`): one short repetition for developing the harness. Not representative.\n\n")
 	}
-	fmt.Fprintf(w, "- Command: `%s`\n", m["command"])
-	fmt.Fprintf(w, "- Date: %s\n", m["date"])
-	fmt.Fprintf(w, "- Machine: %s cores, %s, kernel %s, %s; load average %s at start, %s at end\n",
-		m["nproc"], m["cpu_model"], m["kernel"], m["os"], m["loadavg_start"], m["loadavg_end"])
-	fmt.Fprintf(w, "- Versions: Go %s, nginx %s, HAProxy %s, Caddy %s, fortio %s, wrk %s, h2load %s, OpenSSL %s, Trellis %s\n",
-		m["go"], m["nginx"], m["haproxy"], m["caddy"], m["fortio"], m["wrk"], m["h2load"], m["openssl"], m["trellis"])
-	fmt.Fprintf(w, "- Method: median of %s repetition(s), systems interleaved in each; every run starts the proxies afresh, "+
-		"checks one request, warms up %s s, then measures (latency %s s, saturation %s s). Proxies on core 0 "+
-		"(one worker / thread / GOMAXPROCS=1 each), load generator and backend on core 1. Backend: nginx `return 200` "+
-		"with a 1 KiB body, one worker. Pairs: client → A (plain) → mutual TLS 1.3, ECDSA P-256 → B → backend. "+
-		"See bench/README.md for the columns.\n\n", m["reps"], m["warm_secs"], m["lat_secs"], m["sat_secs"])
+	writeRunFacts(w, m)
+	fmt.Fprintln(w)
 	if strings.Contains(m["systems"], "trellis-") {
 		writeGoals(w, r.Goals)
 	} else {
 		fmt.Fprintf(w, "Trellis was not part of this run (--only), so the goal ratios are not computed.\n\n")
 	}
 	for _, sc := range strings.Fields(m["scenarios"]) {
-		fmt.Fprintf(w, "## %s\n\n", scenarioTitles[sc])
-		if strings.HasPrefix(sc, "lat-") {
-			writeLatency(w, r.Summary, sc)
-		} else {
-			writeSaturation(w, r.Summary, sc)
-		}
+		fmt.Fprintf(w, "## %s\n\n", scenarioTitle(sc))
+		writeScenario(w, r.Summary, sc)
 	}
 	writeList(w, "Warnings", r.Warnings)
 	writeList(w, "Failures", failures(r.Runs, m["trellis_build_error"]))
+}
+
+// writeRunFacts writes one run's command, date, machine, versions and
+// method as a list.
+func writeRunFacts(w io.Writer, m map[string]string) {
+	fmt.Fprintf(w, "- Command: `%s`\n", m["command"])
+	fmt.Fprintf(w, "- Date: %s\n", m["date"])
+	fmt.Fprintf(w, "- Machine: %s cores, %s, kernel %s, %s; load average %s at start, %s at end\n",
+		m["nproc"], m["cpu_model"], m["kernel"], m["os"], m["loadavg_start"], m["loadavg_end"])
+	fmt.Fprintf(w, "- Versions: Go %s, nginx %s, HAProxy %s, Caddy %s, fortio %s, wrk %s, h2load %s, OpenSSL %s, Trellis %s\n",
+		m["go"], m["nginx"], m["haproxy"], m["caddy"], m["fortio"], m["wrk"], m["h2load"], m["openssl"], m["trellis"])
+	grpcBackend := ""
+	if slices.Contains(strings.Fields(m["scenarios"]), "lat-grpc") {
+		grpcBackend = " gRPC backend (lat-grpc): fortio's ping server (`fortio server`, grpc-go), one process."
+	}
+	fmt.Fprintf(w, "- Method: median of %s repetition(s), systems interleaved in each; every run starts the proxies afresh, "+
+		"checks one request, warms up %s s, then measures (latency %s s, saturation %s s). Proxies on core 0 "+
+		"(one worker / thread / GOMAXPROCS=1 each), load generator and backend on core 1. Backend: nginx `return 200` "+
+		"with a 1 KiB body, one worker.%s Pairs: client → A (plain) → mutual TLS 1.3, ECDSA P-256 → B → backend. "+
+		"See bench/README.md for the columns.\n", m["reps"], m["warm_secs"], m["lat_secs"], m["sat_secs"], grpcBackend)
+}
+
+func scenarioTitle(sc string) string {
+	if t, ok := scenarioTitles[sc]; ok {
+		return t
+	}
+	return sc
+}
+
+func writeScenario(w io.Writer, sums []Summary, sc string) {
+	if strings.HasPrefix(sc, "lat-") {
+		writeLatency(w, sums, sc)
+	} else {
+		writeSaturation(w, sums, sc)
+	}
 }
 
 func writeGoals(w io.Writer, gs []Goal) {

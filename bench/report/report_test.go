@@ -30,6 +30,18 @@ func TestRenderGolden(t *testing.T) {
 	golden(t, "testdata/report.json", append(js, '\n'))
 }
 
+// TestRenderGoldenGRPC renders testdata/work-grpc (a quick lat-grpc run of
+// every system) and compares the markdown with testdata/report-grpc.md.
+func TestRenderGoldenGRPC(t *testing.T) {
+	rep, err := load("testdata/work-grpc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var md bytes.Buffer
+	writeMarkdown(&md, rep)
+	golden(t, "testdata/report-grpc.md", md.Bytes())
+}
+
 func golden(t *testing.T, path string, got []byte) {
 	t.Helper()
 	if *update {
@@ -57,6 +69,7 @@ func TestParsers(t *testing.T) {
 		{name: "fortio", tool: "fortio", file: "work/out/1-lat-h1-haproxy-hop.fortio", wantOK: 4992, wantLatency: "p99.9"},
 		{name: "wrk", tool: "wrk", file: "work/out/1-sat-h1-direct.wrk", wantOK: 172931, wantLatency: "p99"},
 		{name: "h2load", tool: "h2load", file: "work/out/1-sat-h2-direct.h2load", wantOK: 135530, wantLatency: "mean"},
+		{name: "fortio grpc", tool: "fortio", file: "work-grpc/out/1-lat-grpc-trellis-pair.fortio", wantOK: 4992, wantLatency: "p99.9"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -74,6 +87,18 @@ func TestParsers(t *testing.T) {
 				t.Errorf("rps %v over %v s", r.RPS, r.Seconds)
 			}
 		})
+	}
+}
+
+// TestFortioGRPCCodes checks that fortio's gRPC outcomes count: SERVING
+// (a successful Ping or health check) as a success, ERROR as a failure.
+func TestFortioGRPCCodes(t *testing.T) {
+	r, err := parseFortio([]byte(`{"ActualDuration": 2000000000, "RetCodes": {"SERVING": 998, "ERROR": 2}}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.OK != 998 || r.Errors != 2 || r.RPS != 499 {
+		t.Errorf("ok, errors, rps = %d, %d, %v; want 998, 2, 499", r.OK, r.Errors, r.RPS)
 	}
 }
 

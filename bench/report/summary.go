@@ -186,7 +186,7 @@ func goals(sums []Summary) []Goal {
 
 func goalCandidates(sums []Summary) []Goal {
 	var gs []Goal
-	for _, sc := range []string{"lat-h1", "lat-h2"} {
+	for _, sc := range []string{"lat-h1", "lat-h2", "lat-grpc"} {
 		for _, kind := range []string{"hop", "pair"} {
 			gs = append(gs,
 				peerGoal(sums, sc, kind, "nginx", "added p99", addedP99, "≤ 1.0× nginx", func(t, p float64) bool { return t <= p }),
@@ -260,6 +260,11 @@ const foreignLimit = 10
 
 // warnings lists what makes this run's numbers doubtful.
 func warnings(meta map[string]string, sums []Summary, runs []Run) []string {
+	return append(runWarnings(meta), dataWarnings(sums, runs)...)
+}
+
+// runWarnings lists what makes a whole run doubtful.
+func runWarnings(meta map[string]string) []string {
 	var ws []string
 	if meta["quick"] == "1" {
 		ws = append(ws, "quick run (--quick): one short repetition, for developing the harness; not representative")
@@ -270,6 +275,12 @@ func warnings(meta map[string]string, sums []Summary, runs []Run) []string {
 	if v, err := strconv.ParseFloat(meta["busy_before_pct"], 64); err == nil && v > foreignLimit {
 		ws = append(ws, fmt.Sprintf("the machine was %.0f%% busy just before the run: other work competes with the benchmark", v))
 	}
+	return ws
+}
+
+// dataWarnings lists the measured runs and summaries that look doubtful.
+func dataWarnings(sums []Summary, runs []Run) []string {
+	var ws []string
 	for _, r := range runs {
 		if r.ForeignCorePct != nil && *r.ForeignCorePct > foreignLimit {
 			ws = append(ws, fmt.Sprintf("%s %s rep %d: %.0f%% of the proxy core went to other processes during the run",
