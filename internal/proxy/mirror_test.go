@@ -106,9 +106,9 @@ func TestMirrorFraction(t *testing.T) {
 		resp.Body.Close()
 	}
 	// Mirrors are fire and forget: wait until the shadow has been quiet
-	// for 20 polls in a row.
-	deadline := time.Now().Add(10 * time.Second)
-	for last, quiet := int64(-1), 0; quiet < 20 && time.Now().Before(deadline); {
+	// for 50 polls in a row.
+	deadline := time.Now().Add(20 * time.Second)
+	for last, quiet := int64(-1), 0; quiet < 50 && time.Now().Before(deadline); {
 		if c := shadow.calls.Load(); c == last {
 			quiet++
 		} else {

@@ -184,4 +184,3 @@ func TestResilienceScenario(t *testing.T) {
 		t.Errorf("without policies only %d of %d failed: the scenario is not testing anything", withoutFailed, withoutTotal)
 	}
 }
-

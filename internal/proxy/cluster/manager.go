@@ -109,22 +109,32 @@ func (m *Manager) checkerFor(name string, cfg health.Config, dial func(context.C
 }
 
 // commitGuards starts, updates and retires outlier detectors and health
-// checkers for set. It is called by Commit with m.mu held.
+// checkers for set. The bookkeeping happens under m.mu; the calls into the
+// guards happen outside it, because they may call back (OnChange) into the
+// manager.
 func (m *Manager) commitGuards(set *Set) {
+	var later []func()
+	m.mu.Lock()
 	for name, g := range m.guards {
 		c := set.Get(name)
 		if g.outlier != nil && (c == nil || c.outlier == nil) {
-			if g.stopOutlier != nil {
-				g.stopOutlier()
-			}
-			g.outlier.SetHosts(nil) // detection removed: every host returns
+			d, stop := g.outlier, g.stopOutlier
+			later = append(later, func() {
+				if stop != nil {
+					stop()
+				}
+				d.SetHosts(nil) // detection removed: every host returns
+			})
 			g.outlier, g.stopOutlier = nil, nil
 		}
 		if g.health != nil && (c == nil || c.health == nil) {
-			if g.stopHealth != nil {
-				g.stopHealth()
-			}
-			g.health.Update(health.Config{}) // checking removed: flags cleared
+			h, stop := g.health, g.stopHealth
+			later = append(later, func() {
+				if stop != nil {
+					stop()
+				}
+				h.Update(health.Config{}) // checking removed: flags cleared
+			})
 			g.health, g.stopHealth = nil, nil
 		}
 		if g.outlier == nil && g.health == nil {
@@ -137,23 +147,37 @@ func (m *Manager) commitGuards(set *Set) {
 			continue
 		}
 		if c.outlier != nil {
-			c.outlier.Update(c.outlierCfg)
-			c.outlier.SetHosts(hostsOf(c.Hosts()))
+			d, cfg, hosts := c.outlier, c.outlierCfg, hostsOf(c.Hosts())
+			var ctx context.Context
 			if g.stopOutlier == nil {
-				ctx, cancel := context.WithCancel(context.Background())
-				g.stopOutlier = cancel
-				go c.outlier.Run(ctx)
+				ctx, g.stopOutlier = context.WithCancel(context.Background())
 			}
+			later = append(later, func() {
+				d.Update(cfg)
+				d.SetHosts(hosts)
+				if ctx != nil {
+					go d.Run(ctx)
+				}
+			})
 		}
 		if c.health != nil {
-			c.health.Update(c.healthCfg)
-			c.health.SetHosts(hostsOf(c.Hosts()))
+			h, cfg, hosts := c.health, c.healthCfg, hostsOf(c.Hosts())
+			var ctx context.Context
 			if g.stopHealth == nil {
-				ctx, cancel := context.WithCancel(context.Background())
-				g.stopHealth = cancel
-				go c.health.Run(ctx)
+				ctx, g.stopHealth = context.WithCancel(context.Background())
 			}
+			later = append(later, func() {
+				h.Update(cfg)
+				h.SetHosts(hosts)
+				if ctx != nil {
+					go h.Run(ctx)
+				}
+			})
 		}
+	}
+	m.mu.Unlock()
+	for _, f := range later {
+		f()
 	}
 }
 
@@ -318,9 +342,7 @@ func (m *Manager) Commit(set *Set) {
 			p.closeIdle()
 		}
 	}
-	m.mu.Lock()
 	m.commitGuards(set)
-	m.mu.Unlock()
 	for _, c := range set.order {
 		c.breakers.Update(c.thresholds)
 		c.committed.Store(true)
