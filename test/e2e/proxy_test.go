@@ -88,11 +88,11 @@ func TestProxyLifecycle(t *testing.T) {
 	}
 
 	// A bad reload is refused, named, and changes nothing.
-	if err := os.WriteFile(cfg, []byte("static_resources:\n  clusters:\n  - name: echo\n    outlier_detection: {}\n"), 0o644); err != nil {
+	if err := os.WriteFile(cfg, []byte("static_resources:\n  clusters:\n  - name: echo\n    upstream_connection_options: {}\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	_ = p.cmd.Process.Signal(syscall.SIGHUP)
-	p.waitStderr("static_resources.clusters[0].outlier_detection: not supported")
+	p.waitStderr("static_resources.clusters[0].upstream_connection_options: not supported")
 	if resp, _ := httpGet(t, base+"/"); resp.StatusCode != 200 || resp.Header.Get("X-Generation") != "two" {
 		t.Fatalf("after a bad reload: %d %q", resp.StatusCode, resp.Header.Get("X-Generation"))
 	}
