@@ -93,6 +93,7 @@ type echoReply struct {
 	Host    string              `json:"host"`
 	Proto   string              `json:"proto"`
 	Headers map[string][]string `json:"headers"`
+	TLS     bool                `json:"tls"`
 }
 
 // get sends a request and decodes an echo reply when the status is 2xx.

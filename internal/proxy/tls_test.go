@@ -231,3 +231,38 @@ static_resources:
 		t.Errorf("upstream bytes metric %v, want %d", v, len(msg))
 	}
 }
+
+// TestTCPProxyOriginatesTLS: a tcp_proxy to a cluster with an upstream TLS
+// context speaks TLS upstream (with the SAN check) while the client speaks
+// plaintext.
+func TestTCPProxyOriginatesTLS(t *testing.T) {
+	ca := certs.NewCA(t, "ca")
+	leaf := ca.Issue(t, certs.LeafOptions{CommonName: "echo", DNSNames: []string{"echo.test"}})
+	e := startEcho(t, "tls-echo", func(o *echo.Options) { o.TLSCertFile, o.TLSKeyFile = leaf.CertFile, leaf.KeyFile })
+	p := startProxy(t, `
+static_resources:
+  listeners:
+  - name: tcp
+    address: {socket_address: {address: 127.0.0.1, port_value: 0}}
+    filter_chains: [{filters: [{name: tcp, typed_config: {"@type": type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy, stat_prefix: raw, cluster: secure}}]}]
+  clusters:
+  - name: secure
+    transport_socket:
+      name: envoy.transport_sockets.tls
+      typed_config:
+        "@type": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext
+        sni: echo.test
+        common_tls_context:
+          alpn_protocols: [http/1.1]
+          validation_context:
+            trusted_ca: {filename: "{{.CA}}"}
+            match_typed_subject_alt_names: [{san_type: DNS, matcher: {exact: echo.test}}]
+    load_assignment: {cluster_name: secure, endpoints: [{lb_endpoints: [{endpoint: {address: {{addr .Echo}}}}]}]}
+`, map[string]string{"CA": ca.File(), "Echo": e.Addr()})
+	c := &http.Client{}
+	defer c.CloseIdleConnections()
+	resp, er, body := get(t, c, "http://"+p.ListenerAddrs()["tcp"]+"/over-tls", nil)
+	if resp.StatusCode != 200 || er.Name != "tls-echo" || er.Path != "/over-tls" || !er.TLS {
+		t.Fatalf("%d %q", resp.StatusCode, body)
+	}
+}

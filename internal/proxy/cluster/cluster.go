@@ -1,6 +1,8 @@
 package cluster
 
 import (
+	"context"
+	"net"
 	"net/http"
 	"sync/atomic"
 	"time"
@@ -107,6 +109,13 @@ func (c *Cluster) Transport(downstreamMajor int) http.RoundTripper {
 		return c.pools.h2
 	}
 	return c.pools.main
+}
+
+// Dial opens a connection for tcp_proxy to addr: TLS when the cluster has
+// an upstream TLS context, counted by the connection circuit breaker. Errors
+// are ConnectError or ErrConnectionOverflow.
+func (c *Cluster) Dial(ctx context.Context, addr string) (net.Conn, error) {
+	return c.pools.raw(ctx, "tcp", addr)
 }
 
 // setMembers installs a new set of resolved hosts.

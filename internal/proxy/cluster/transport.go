@@ -21,6 +21,7 @@ const (
 	protoHTTP2
 	protoAuto       // ALPN over TLS, HTTP/1.1 in plaintext (Envoy auto_config)
 	protoDownstream // same major version as the downstream request
+	protoRaw        // opaque bytes (tcp_proxy): ALPN only as configured
 )
 
 // transportConfig is everything that shapes a cluster's connection pool.
@@ -57,7 +58,8 @@ type roundTripper interface {
 type pools struct {
 	cfg  transportConfig
 	main roundTripper
-	h2   roundTripper // only for protoDownstream
+	h2   roundTripper                                                      // only for protoDownstream
+	raw  func(ctx context.Context, network, addr string) (net.Conn, error) // tcp_proxy
 }
 
 // ConnectError marks an error that happened while connecting to an
@@ -74,7 +76,7 @@ func IsConnectError(err error) bool {
 }
 
 func newPools(cfg transportConfig, stats func() *metrics.Cluster, breaker func() *circuit.Breaker) *pools {
-	p := &pools{cfg: cfg}
+	p := &pools{cfg: cfg, raw: newDialer(cfg, protoRaw, stats, breaker).dial()}
 	switch cfg.protocol {
 	case protoDownstream:
 		p.main = newTransport(cfg, protoHTTP1, stats, breaker)

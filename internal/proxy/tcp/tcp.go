@@ -20,6 +20,7 @@ import (
 
 	"github.com/trellis-mesh/trellis/internal/proxy/cluster"
 	"github.com/trellis-mesh/trellis/internal/proxy/cluster/lb"
+	"github.com/trellis-mesh/trellis/internal/proxy/cluster/outlier"
 	"github.com/trellis-mesh/trellis/internal/telemetry/accesslog"
 	"github.com/trellis-mesh/trellis/internal/telemetry/metrics"
 )
@@ -143,17 +144,19 @@ func (p *Proxy) Handle(ctx context.Context, down net.Conn) {
 	e.UpstreamHost = host.Address
 	host.Begin()
 	defer host.End()
-	d := net.Dialer{Timeout: cl.ConnectTimeout}
-	up, err := d.DialContext(ctx, "tcp", host.Address)
+	up, err := cl.Dial(ctx, host.Address)
 	if err != nil {
-		cl.Stats.ConnectFail.Inc()
+		if errors.Is(err, cluster.ErrConnectionOverflow) {
+			e.Flags |= accesslog.UpstreamOverflow
+			e.Reason = "upstream_overflow"
+			return
+		}
+		cl.Report(host, outlier.ConnectFailure, 0)
 		e.Flags |= accesslog.UpstreamConnectionFailure
 		e.Reason = "upstream_connect_failure"
 		return
 	}
-	cl.Stats.Connections.Inc()
-	cl.Stats.Active.Inc()
-	defer cl.Stats.Active.Dec()
+	cl.Report(host, outlier.ConnectSuccess, 0)
 	defer up.Close()
 
 	var last atomic.Int64
