@@ -13,11 +13,13 @@ import (
 	httpinspv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/listener/http_inspector/v3"
 	tlsinspv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/listener/tls_inspector/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	localratelimitv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/local_ratelimit/v3"
 	tcpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/tcp_proxy/v3"
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 
 	"github.com/trellis-mesh/trellis/internal/proxy/cluster"
 	"github.com/trellis-mesh/trellis/internal/proxy/hcm"
+	"github.com/trellis-mesh/trellis/internal/proxy/ratelimit"
 	"github.com/trellis-mesh/trellis/internal/proxy/tcp"
 	"github.com/trellis-mesh/trellis/internal/proxy/tlsx"
 	"github.com/trellis-mesh/trellis/internal/telemetry/accesslog"
@@ -50,6 +52,13 @@ type Chain struct {
 	TCP   *tcp.Proxy
 
 	server *hcm.Server // set by the Manager
+	limits []limiter   // local_ratelimit filters, in order
+}
+
+// limiter is a local_ratelimit network filter with its rejection counter.
+type limiter struct {
+	rl       *ratelimit.Network
+	rejected interface{ Inc() }
 }
 
 type chainMatch struct {
@@ -159,39 +168,57 @@ func buildChain(fc *listenerv3.FilterChain, l *Listener, d Deps, path string, in
 		}
 	}
 	fs := fc.GetFilters()
-	if len(fs) != 1 {
-		fail("filters: exactly one network filter (http_connection_manager or tcp_proxy) is required, got %d", len(fs))
+	if len(fs) == 0 {
+		fail("filters: a terminal network filter (http_connection_manager or tcp_proxy) is required")
 		return nil, errors.Join(errs...)
 	}
-	f := fs[0]
+	for i, f := range fs[:len(fs)-1] {
+		pb := &localratelimitv3.LocalRateLimit{}
+		if !f.GetTypedConfig().MessageIs(pb) {
+			fail("filters[%d]: network filter %q not supported before the terminal filter (only local_ratelimit)", i, f.GetName())
+			continue
+		}
+		if err := f.GetTypedConfig().UnmarshalTo(pb); err != nil {
+			fail("filters[%d].typed_config: %v", i, err)
+			continue
+		}
+		rl, err := ratelimit.NewNetwork(pb)
+		if err != nil {
+			fail("filters[%d].typed_config.%v", i, err)
+			continue
+		}
+		c.limits = append(c.limits, limiter{rl: rl, rejected: d.Metrics.NetworkRateLimited(rl.StatPrefix)})
+	}
+	last := len(fs) - 1
+	f := fs[last]
 	switch tc := f.GetTypedConfig(); {
 	case tc.MessageIs(&hcmv3.HttpConnectionManager{}):
 		pb := &hcmv3.HttpConnectionManager{}
 		if err := tc.UnmarshalTo(pb); err != nil {
-			fail("filters[0].typed_config: %v", err)
+			fail("filters[%d].typed_config: %v", last, err)
 			break
 		}
 		cfg, err := hcm.Build(pb, hcm.Deps{Listener: l.Name, ListenerAddr: l.Address, Clusters: d.Clusters, Metrics: d.Metrics, Sinks: d.Sinks})
 		if err != nil {
-			errs = append(errs, decode.PrefixErrors(path+".filters[0].typed_config", err))
+			errs = append(errs, decode.PrefixErrors(fmt.Sprintf("%s.filters[%d].typed_config", path, last), err))
 			break
 		}
 		c.HCM = cfg
 	case tc.MessageIs(&tcpv3.TcpProxy{}):
 		pb := &tcpv3.TcpProxy{}
 		if err := tc.UnmarshalTo(pb); err != nil {
-			fail("filters[0].typed_config: %v", err)
+			fail("filters[%d].typed_config: %v", last, err)
 			break
 		}
 		p, err := tcp.Build(pb, tcp.Deps{Listener: l.Name, Clusters: d.Clusters, Metrics: d.Metrics,
 			OpenLog: func(i int) (*accesslog.Logger, error) { return hcm.OpenAccessLog(pb.GetAccessLog()[i], d.Sinks) }})
 		if err != nil {
-			errs = append(errs, decode.PrefixErrors(path+".filters[0].typed_config", err))
+			errs = append(errs, decode.PrefixErrors(fmt.Sprintf("%s.filters[%d].typed_config", path, last), err))
 			break
 		}
 		c.TCP = p
 	default:
-		fail("filters[0]: network filter %q not supported", f.GetName())
+		fail("filters[%d]: network filter %q not supported", last, f.GetName())
 	}
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)

@@ -251,6 +251,16 @@ func (a *active) handle(m *Manager, c net.Conn) {
 		_ = c.SetReadDeadline(time.Time{})
 	}
 	chain := l.match(&ci)
+	if chain != nil {
+		for _, lim := range chain.limits {
+			if !lim.rl.Bucket.Allow() {
+				lim.rejected.Inc()
+				m.log.Debug("connection rate limited", "listener", a.name, "stat_prefix", lim.rl.StatPrefix)
+				c.Close()
+				return
+			}
+		}
+	}
 	if chain == nil {
 		m.log.Debug("no filter chain matched", "listener", a.name, "remote", c.RemoteAddr().String(),
 			"port", strconv.Itoa(int(ci.port)), "sni", ci.sni, "transport", ci.transport)

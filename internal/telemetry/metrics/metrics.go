@@ -43,6 +43,7 @@ type Registry struct {
 	tcpCx      *prometheus.CounterVec
 	tcpActive  *prometheus.GaugeVec
 	tcpBytes   *prometheus.CounterVec
+	netLimited *prometheus.CounterVec
 }
 
 // New returns a Registry with every metric registered, plus the Go and
@@ -83,6 +84,7 @@ func New() *Registry {
 	r.tcpCx = c("trellis_tcp_connections_total", "Connections handled by tcp_proxy.", "stat_prefix")
 	r.tcpActive = g("trellis_tcp_connections_active", "tcp_proxy connections open.", "stat_prefix")
 	r.tcpBytes = c("trellis_tcp_bytes_total", "Bytes proxied by tcp_proxy.", "stat_prefix", "direction")
+	r.netLimited = c("trellis_network_rate_limited_total", "Connections closed by a local_ratelimit network filter.", "stat_prefix")
 	r.Prom.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return r
 }
@@ -225,4 +227,10 @@ func (r *Registry) TCP(statPrefix string) *TCP {
 		BytesUp:     r.tcpBytes.WithLabelValues(statPrefix, "upstream"),
 		BytesDown:   r.tcpBytes.WithLabelValues(statPrefix, "downstream"),
 	}
+}
+
+// NetworkRateLimited returns the counter of connections a local_ratelimit
+// network filter closed.
+func (r *Registry) NetworkRateLimited(statPrefix string) prometheus.Counter {
+	return r.netLimited.WithLabelValues(statPrefix)
 }

@@ -15,6 +15,7 @@ import (
 	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/listener/http_inspector/v3"
 	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/listener/tls_inspector/v3"
 	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/local_ratelimit/v3"
 	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/tcp_proxy/v3"
 	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/retry/host/previous_hosts/v3"
 	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
@@ -38,13 +39,15 @@ var supported = map[protoreflect.FullName]fieldSet{
 	"envoy.config.core.v3.TransportSocket":                set("name", "typed_config"),
 
 	// Listeners.
-	"envoy.config.listener.v3.Listener":                                 set("name", "address", "filter_chains", "default_filter_chain", "listener_filters", "listener_filters_timeout", "stat_prefix"),
-	"envoy.config.listener.v3.FilterChain":                              set("name", "filter_chain_match", "filters", "transport_socket"),
-	"envoy.config.listener.v3.FilterChainMatch":                         set("destination_port", "server_names", "transport_protocol", "application_protocols"),
-	"envoy.config.listener.v3.Filter":                                   set("name", "typed_config"),
-	"envoy.config.listener.v3.ListenerFilter":                           set("name", "typed_config"),
-	"envoy.extensions.filters.listener.tls_inspector.v3.TlsInspector":   set(),
-	"envoy.extensions.filters.listener.http_inspector.v3.HttpInspector": set(),
+	"envoy.config.listener.v3.Listener":                                  set("name", "address", "filter_chains", "default_filter_chain", "listener_filters", "listener_filters_timeout", "stat_prefix"),
+	"envoy.config.listener.v3.FilterChain":                               set("name", "filter_chain_match", "filters", "transport_socket"),
+	"envoy.config.listener.v3.FilterChainMatch":                          set("destination_port", "server_names", "transport_protocol", "application_protocols"),
+	"envoy.config.listener.v3.Filter":                                    set("name", "typed_config"),
+	"envoy.config.listener.v3.ListenerFilter":                            set("name", "typed_config"),
+	"envoy.extensions.filters.listener.tls_inspector.v3.TlsInspector":    set(),
+	"envoy.extensions.filters.network.local_ratelimit.v3.LocalRateLimit": set("stat_prefix", "token_bucket"),
+	"envoy.type.v3.TokenBucket":                                          set("max_tokens", "tokens_per_fill", "fill_interval"),
+	"envoy.extensions.filters.listener.http_inspector.v3.HttpInspector":  set(),
 
 	// TLS.
 	"envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext": set("common_tls_context", "require_client_certificate"),
