@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 )
 
 const lbConfig = `
@@ -144,4 +145,45 @@ func metricValue(text, series string) float64 {
 		}
 	}
 	return -1
+}
+
+// TestPeakEWMA: with the peak-EWMA balancer a slow host gets little
+// traffic once its latency is known.
+func TestPeakEWMA(t *testing.T) {
+	slow := newUpstream(t, "slow", func(w http.ResponseWriter, _ *http.Request) {
+		time.Sleep(30 * time.Millisecond) // the upstream is slow; nothing waits on this
+	})
+	fast := newUpstream(t, "fast", answer(200))
+	p := startProxy(t, `
+static_resources:
+  listeners:
+  - name: web
+    address: {socket_address: {address: 127.0.0.1, port_value: 0}}
+    filter_chains:
+    - filters:
+      - name: hcm
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+          stat_prefix: web
+          route_config: {virtual_hosts: [{name: all, domains: ["*"], routes: [{match: {prefix: "/"}, route: {cluster: app}}]}]}
+          `+routerFilter+`
+  clusters:
+  - name: app
+    load_balancing_policy:
+      policies:
+      - typed_extension_config:
+          name: trellis.lb.peak_ewma
+          typed_config:
+            "@type": type.googleapis.com/xds.type.v3.TypedStruct
+            type_url: type.googleapis.com/trellis.lb.v1.PeakEwma
+    load_assignment:
+      cluster_name: app
+      endpoints: [{lb_endpoints: [{endpoint: {address: {{addr .Slow}}}}, {endpoint: {address: {{addr .Fast}}}}]}]
+`, map[string]string{"Slow": slow.addr(), "Fast": fast.addr()})
+	for range 100 {
+		get(t, http.DefaultClient, "http://"+p.ListenerAddrs()["web"]+"/", nil)
+	}
+	if s := slow.calls.Load(); s > 20 {
+		t.Fatalf("the slow host got %d of 100 requests", s)
+	}
 }

@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"time"
 
+	xdstypev3 "github.com/cncf/xds/go/xds/type/v3"
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
@@ -115,6 +116,7 @@ func (m *Manager) build(pc *clusterv3.Cluster, secrets tlsx.Secrets) (*Cluster, 
 		}
 	}
 	c.pools = m.poolsFor(c.Name, tc)
+	_, c.observeLatency = c.policy.(interface{ ObservesLatency() })
 	if hcs := pc.GetHealthChecks(); len(hcs) > 0 {
 		if c.healthCfg, err = health.ParseConfig(hcs); err != nil {
 			errs = append(errs, err) // paths already start with health_checks[i]
@@ -175,7 +177,14 @@ func (tc *transportConfig) applyHTTPOptions(o *httpv3.HttpProtocolOptions) error
 	return nil
 }
 
+// PeakEWMATypeURL names Trellis' peak-EWMA balancer in a cluster's
+// load_balancing_policy, as the type_url of an xds.type.v3.TypedStruct.
+const PeakEWMATypeURL = "type.googleapis.com/trellis.lb.v1.PeakEwma"
+
 func policyFor(pc *clusterv3.Cluster) (lb.Policy, error) {
+	if lbp := pc.GetLoadBalancingPolicy(); lbp != nil {
+		return extensionPolicy(lbp)
+	}
 	switch pc.GetLbPolicy() {
 	case clusterv3.Cluster_ROUND_ROBIN:
 		return lb.RoundRobin(), nil
@@ -247,4 +256,28 @@ func (c *Cluster) buildEndpoints(pc *clusterv3.Cluster) error {
 		errs = append(errs, errors.New("load_assignment: a LOGICAL_DNS cluster needs exactly one endpoint"))
 	}
 	return errors.Join(errs...)
+}
+
+// extensionPolicy picks the first policy of load_balancing_policy that
+// Trellis implements (Envoy's rule): today the peak-EWMA balancer, given as
+// a TypedStruct with type_url PeakEWMATypeURL and no fields.
+func extensionPolicy(lbp *clusterv3.LoadBalancingPolicy) (lb.Policy, error) {
+	for i, p := range lbp.GetPolicies() {
+		tc := p.GetTypedExtensionConfig().GetTypedConfig()
+		ts := &xdstypev3.TypedStruct{}
+		if !tc.MessageIs(ts) {
+			continue
+		}
+		if err := tc.UnmarshalTo(ts); err != nil {
+			return nil, fmt.Errorf("load_balancing_policy.policies[%d].typed_extension_config.typed_config: %w", i, err)
+		}
+		if ts.GetTypeUrl() != PeakEWMATypeURL {
+			continue
+		}
+		if n := len(ts.GetValue().GetFields()); n > 0 {
+			return nil, fmt.Errorf("load_balancing_policy.policies[%d].typed_extension_config.typed_config.value: PeakEwma takes no fields", i)
+		}
+		return lb.PeakEWMA(), nil
+	}
+	return nil, fmt.Errorf("load_balancing_policy.policies: none is supported (Trellis implements an xds.type.v3.TypedStruct with type_url %q)", PeakEWMATypeURL)
 }

@@ -46,6 +46,7 @@ type Cluster struct {
 	healthCfg  health.Config
 	thresholds circuit.Priorities // this snapshot's limits, applied on Commit
 
+	observeLatency   bool   // the policy wants Host.Observe (peak EWMA)
 	overprovisioning uint32 // percent
 	panicThreshold   uint32 // percent
 
@@ -110,6 +111,10 @@ func (c *Cluster) Transport(downstreamMajor int) http.RoundTripper {
 	}
 	return c.pools.main
 }
+
+// ObservesLatency reports whether the router must call Host.Observe after
+// each request (the cluster balances on latency).
+func (c *Cluster) ObservesLatency() bool { return c.observeLatency }
 
 // Dial opens a connection for tcp_proxy to addr: TLS when the cluster has
 // an upstream TLS context, counted by the connection circuit breaker. Errors

@@ -177,6 +177,12 @@ func (s *stream) forward(rt *route.Route, path string) {
 			cl.Stats.Done(resp.StatusCode)
 			cl.Report(host, outlier.HTTPStatus, resp.StatusCode)
 		}
+		if cl.ObservesLatency() {
+			// Failures and "overloaded" answers count as slow, so a
+			// latency-aware balancer steers away from them.
+			overloaded := err != nil || resp.StatusCode == http.StatusTooManyRequests || resp.Header.Get("Grpc-Status") == "8"
+			host.Observe(s.upstreamTime, overloaded)
+		}
 		if s.retry(ctx, tryCtx, policy, attempt, replay, cl, resp, err) {
 			retryHeld = true
 			host.End()

@@ -23,6 +23,8 @@ type Host struct {
 	// health checker owns failedActiveHC, the outlier detector owns ejected.
 	failedActiveHC atomic.Bool
 	ejected        atomic.Bool
+
+	ewma peakEWMA // PeakEWMA's latency state
 }
 
 // SetFailedActiveHealthCheck records the active health checker's verdict
