@@ -14,6 +14,8 @@ import (
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 
 	"github.com/trellis-mesh/trellis/internal/proxy/cluster"
+	"github.com/trellis-mesh/trellis/internal/proxy/httpfilter"
+	"github.com/trellis-mesh/trellis/internal/proxy/httpfilter/fault"
 	"github.com/trellis-mesh/trellis/internal/proxy/route"
 	"github.com/trellis-mesh/trellis/internal/telemetry/accesslog"
 	"github.com/trellis-mesh/trellis/internal/telemetry/metrics"
@@ -75,6 +77,8 @@ type Config struct {
 	StreamIdleTimeout         time.Duration
 
 	AccessLogs []*accesslog.Logger
+	// chain runs the HTTP filters before the router; nil without filters.
+	chain      httpfilter.Handler
 	Stats      *metrics.HTTP
 	RouteStats []*metrics.Route // by route.Route.ID
 }
@@ -86,6 +90,8 @@ type Deps struct {
 	Clusters     *cluster.Set
 	Metrics      *metrics.Registry
 	Sinks        *accesslog.Sinks
+	// Filters are the HTTP filters available to http_filters.
+	Filters httpfilter.Registry
 }
 
 // Build translates an HttpConnectionManager. Errors name fields below it.
@@ -161,13 +167,14 @@ func Build(pb *hcmv3.HttpConnectionManager, d Deps) (*Config, error) {
 		c.Upgrades[strings.ToLower(u.GetUpgradeType())] = u.GetEnabled() == nil || u.GetEnabled().GetValue()
 	}
 
-	if err := checkFilters(pb); err != nil {
+	filters, err := buildFilters(pb, d.Filters)
+	if err != nil {
 		errs = append(errs, err)
 	}
 
 	switch rs := pb.GetRouteSpecifier().(type) {
 	case *hcmv3.HttpConnectionManager_RouteConfig:
-		t, err := route.Compile(rs.RouteConfig)
+		t, err := route.CompileWith(rs.RouteConfig, d.Filters.ParseOverride)
 		if err != nil {
 			errs = append(errs, decode.PrefixErrors("route_config", err))
 		} else {
@@ -190,6 +197,13 @@ func Build(pb *hcmv3.HttpConnectionManager, d Deps) (*Config, error) {
 	}
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
+	}
+	if len(filters) > 0 {
+		var h httpfilter.Handler = httpfilter.HandlerFunc(routerHandler)
+		for i := len(filters) - 1; i >= 0; i-- {
+			h = filters[i].Wrap(h)
+		}
+		c.chain = h
 	}
 	vhName := func(rt *route.Route) string {
 		if rt.VirtualHost != nil {
@@ -224,25 +238,44 @@ func checkClusters(t *route.Table, cs *cluster.Set) []error {
 	return errs
 }
 
-// checkFilters checks http_filters: Trellis implements the router; it
-// must be present and last (Envoy requires a terminal filter).
-func checkFilters(pb *hcmv3.HttpConnectionManager) error {
+// buildFilters builds http_filters: any number of filters the registry
+// knows, then the router, which must be last (Envoy's terminal filter).
+func buildFilters(pb *hcmv3.HttpConnectionManager, reg httpfilter.Registry) ([]httpfilter.Filter, error) {
 	fs := pb.GetHttpFilters()
 	if len(fs) == 0 {
-		return errors.New("http_filters: the router filter (envoy.filters.http.router) is required")
+		return nil, errors.New("http_filters: the router filter (envoy.filters.http.router) is required")
 	}
+	var out []httpfilter.Filter
+	var errs []error
 	for i, f := range fs {
 		isRouter := f.GetTypedConfig().MessageIs(&routerv3.Router{}) ||
 			(f.GetTypedConfig() == nil && f.GetName() == "envoy.filters.http.router")
-		if !isRouter {
-			return fmt.Errorf("http_filters[%d]: filter %q not supported", i, f.GetName())
-		}
-		if i != len(fs)-1 {
-			return fmt.Errorf("http_filters[%d]: the router must be the last filter", i)
+		last := i == len(fs)-1
+		switch {
+		case isRouter && !last:
+			errs = append(errs, fmt.Errorf("http_filters[%d]: the router must be the last filter", i))
+		case isRouter:
+		case last:
+			errs = append(errs, fmt.Errorf("http_filters[%d]: the last filter must be the router, not %q", i, f.GetName()))
+		default:
+			b, ok := reg[f.GetTypedConfig().GetTypeUrl()]
+			if !ok {
+				errs = append(errs, fmt.Errorf("http_filters[%d]: filter %q not supported", i, f.GetName()))
+				continue
+			}
+			flt, err := b.Build(f.GetName(), f.GetTypedConfig())
+			if err != nil {
+				errs = append(errs, decode.PrefixErrors(fmt.Sprintf("http_filters[%d].typed_config", i), err))
+				continue
+			}
+			out = append(out, flt)
 		}
 	}
-	return nil
+	return out, errors.Join(errs...)
 }
+
+// Filters returns the HTTP filters Trellis implements besides the router.
+func Filters() httpfilter.Registry { return httpfilter.NewRegistry(fault.Builder{}) }
 
 // OpenAccessLog opens the sink of an Envoy AccessLog (file, stdout, stderr).
 func OpenAccessLog(al *accesslogv3.AccessLog, sinks *accesslog.Sinks) (*accesslog.Logger, error) {

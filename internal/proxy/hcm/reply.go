@@ -65,6 +65,12 @@ func grpcStatus(code int) int {
 // and a one-line explanation. gRPC requests get a trailers-only gRPC
 // response with the mapped grpc-status and the explanation as grpc-message.
 func (s *stream) localReply(code int, flag accesslog.Flags, reason, detail string) {
+	s.localReplyGRPC(code, 0, flag, reason, detail)
+}
+
+// localReplyGRPC is localReply with an explicit gRPC status for gRPC
+// requests (0: mapped from code).
+func (s *stream) localReplyGRPC(code, grpcCode int, flag accesslog.Flags, reason, detail string) {
 	s.flags |= flag
 	s.reason = reason
 	if s.wroteHeader {
@@ -72,6 +78,9 @@ func (s *stream) localReply(code int, flag accesslog.Flags, reason, detail strin
 	}
 	h := s.w.Header()
 	clear(h)
+	for k, v := range s.replyHeader {
+		h[k] = v
+	}
 	h.Set(ReasonHeader, reason)
 	if s.requestID != "" {
 		h.Set("X-Request-Id", s.requestID)
@@ -79,7 +88,10 @@ func (s *stream) localReply(code int, flag accesslog.Flags, reason, detail strin
 	s.serverHeader(h)
 	if isGRPC(s.r) {
 		h.Set("Content-Type", "application/grpc")
-		h.Set("Grpc-Status", strconv.Itoa(grpcStatus(code)))
+		if grpcCode == 0 {
+			grpcCode = grpcStatus(code)
+		}
+		h.Set("Grpc-Status", strconv.Itoa(grpcCode))
 		h.Set("Grpc-Message", url.PathEscape(detail))
 		s.status = http.StatusOK
 		s.wroteHeader = true

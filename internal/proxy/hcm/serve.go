@@ -1,6 +1,7 @@
 package hcm
 
 import (
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"net"
@@ -9,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/trellis-mesh/trellis/internal/proxy/httpfilter"
 	"github.com/trellis-mesh/trellis/internal/proxy/route"
 	"github.com/trellis-mesh/trellis/internal/telemetry/accesslog"
 )
@@ -41,13 +43,46 @@ func (c *Config) serve(w http.ResponseWriter, r *http.Request) {
 			fmt.Sprintf("no route matched: listener %q, route config %q, host %q, path %q", c.Listener, c.Routes.Name, r.Host, path))
 		return
 	}
+	s.path2 = path
+	if c.chain != nil {
+		s.freq = httpfilter.Request{W: w, R: r, Route: rt, Flags: &s.flags, State: s}
+		if err := c.chain.Serve(&s.freq); err != nil {
+			s.filterError(err)
+		}
+		return
+	}
+	s.dispatch(rt)
+}
+
+// routerHandler is the terminal handler of the filter chain: the router.
+func routerHandler(req *httpfilter.Request) error {
+	req.State.(*stream).dispatch(req.Route)
+	return nil
+}
+
+// dispatch runs the matched route's action.
+func (s *stream) dispatch(rt *route.Route) {
 	switch rt.Action {
 	case route.DirectResponse:
 		s.direct(rt)
 	case route.Redirect:
-		s.redirect(rt, path)
+		s.redirect(rt, s.path2)
 	default:
-		s.forward(rt, path)
+		s.forward(rt, s.path2)
+	}
+}
+
+// filterError answers a request a filter refused.
+func (s *stream) filterError(err error) {
+	var lr *httpfilter.LocalReply
+	switch {
+	case errors.As(err, &lr):
+		s.replyHeader = lr.Header
+		s.localReplyGRPC(lr.Status, lr.GRPCStatus, lr.Flags, lr.Reason, lr.Detail)
+	case s.r.Context().Err() != nil:
+		s.flags |= accesslog.DownstreamConnectionTermination
+	default:
+		s.localReply(http.StatusInternalServerError, 0, "filter_error", err.Error())
 	}
 }
 

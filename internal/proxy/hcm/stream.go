@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/trellis-mesh/trellis/internal/proxy/httpfilter"
 	"github.com/trellis-mesh/trellis/internal/proxy/route"
 	"github.com/trellis-mesh/trellis/internal/telemetry/accesslog"
 )
@@ -37,10 +38,13 @@ type stream struct {
 	// reqBody counts request body bytes. It is allocated per request with
 	// a body, never pooled: upstream clients may read a request body after
 	// RoundTrip returns.
-	reqBody bodyCounter
-	retries int
-	timeout time.Duration // the route timeout in force (grpc-timeout may set it)
-	vars    route.Vars
+	reqBody     bodyCounter
+	retries     int
+	timeout     time.Duration // the route timeout in force (grpc-timeout may set it)
+	vars        route.Vars
+	path2       string             // the matched (escaped) path
+	replyHeader http.Header        // extra headers for a local reply
+	freq        httpfilter.Request // reused by the filter chain
 }
 
 var streamPool = sync.Pool{New: func() any { return new(stream) }}

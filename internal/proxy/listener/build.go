@@ -198,7 +198,7 @@ func buildChain(fc *listenerv3.FilterChain, l *Listener, d Deps, path string, in
 			fail("filters[%d].typed_config: %v", last, err)
 			break
 		}
-		cfg, err := hcm.Build(pb, hcm.Deps{Listener: l.Name, ListenerAddr: l.Address, Clusters: d.Clusters, Metrics: d.Metrics, Sinks: d.Sinks})
+		cfg, err := hcm.Build(pb, hcm.Deps{Listener: l.Name, ListenerAddr: l.Address, Clusters: d.Clusters, Metrics: d.Metrics, Sinks: d.Sinks, Filters: hcm.Filters()})
 		if err != nil {
 			errs = append(errs, decode.PrefixErrors(fmt.Sprintf("%s.filters[%d].typed_config", path, last), err))
 			break

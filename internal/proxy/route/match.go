@@ -245,3 +245,30 @@ func (q *queryMatch) matches(raw string) bool {
 	}
 	return false
 }
+
+// HeaderMatchers is a compiled list of Envoy HeaderMatchers, all of which
+// must match (filters use it, e.g. the fault filter's headers).
+type HeaderMatchers []headerMatch
+
+// NewHeaderMatchers compiles ms; errors name the index.
+func NewHeaderMatchers(ms []*routev3.HeaderMatcher) (HeaderMatchers, error) {
+	var out HeaderMatchers
+	for i, m := range ms {
+		hm, err := compileHeaderMatch(m)
+		if err != nil {
+			return nil, fmt.Errorf("headers[%d]: %w", i, err)
+		}
+		out = append(out, hm)
+	}
+	return out, nil
+}
+
+// Match reports whether every matcher matches r.
+func (hs HeaderMatchers) Match(r *http.Request) bool {
+	for i := range hs {
+		if !hs[i].matches(r) {
+			return false
+		}
+	}
+	return true
+}

@@ -74,6 +74,9 @@ type Route struct {
 	Retry *RetryPolicy
 	// Mirrors are the shadow clusters requests are copied to.
 	Mirrors []Mirror
+	// PerFilter holds typed_per_filter_config by filter name, parsed by
+	// the filters' own builders.
+	PerFilter map[string]any
 
 	// Redirect.
 	Redir *RedirectAction
@@ -96,10 +99,25 @@ type RedirectAction struct {
 	StripQuery                              bool
 }
 
-func compileRoute(r *routev3.Route) (*Route, error) {
+func compileRoute(r *routev3.Route, parse OverrideParser) (*Route, error) {
 	rt := &Route{Name: r.GetName()}
 	var errs []error
 	var err error
+	for name, a := range r.GetTypedPerFilterConfig() {
+		if parse == nil {
+			errs = append(errs, fmt.Errorf("typed_per_filter_config[%q]: no HTTP filter takes it", name))
+			continue
+		}
+		v, err := parse(name, a)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("typed_per_filter_config[%q]: %w", name, err))
+			continue
+		}
+		if rt.PerFilter == nil {
+			rt.PerFilter = map[string]any{}
+		}
+		rt.PerFilter[name] = v
+	}
 	if rt.match, err = compileMatch(r.GetMatch()); err != nil {
 		errs = append(errs, fmt.Errorf("match.%w", err))
 	}

@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	"google.golang.org/protobuf/types/known/anypb"
 
 	"github.com/trellis-mesh/trellis/internal/xds/decode"
 )
@@ -50,9 +51,17 @@ type Options struct {
 	ListenerPort          string
 }
 
+// OverrideParser parses one typed_per_filter_config value for the filter
+// named name.
+type OverrideParser func(name string, cfg *anypb.Any) (any, error)
+
 // Compile builds a Table from rc. Errors name the field path below the
 // route configuration and report every problem found.
-func Compile(rc *routev3.RouteConfiguration) (*Table, error) {
+func Compile(rc *routev3.RouteConfiguration) (*Table, error) { return CompileWith(rc, nil) }
+
+// CompileWith is Compile with a parser for typed_per_filter_config (nil:
+// any per-filter configuration is an error).
+func CompileWith(rc *routev3.RouteConfiguration, parse OverrideParser) (*Table, error) {
 	t := &Table{Name: rc.GetName(), exact: map[string]*VirtualHost{}}
 	var errs []error
 	fail := func(path string, err error) { errs = append(errs, fmt.Errorf("%s: %w", path, err)) }
@@ -77,7 +86,7 @@ func Compile(rc *routev3.RouteConfiguration) (*Table, error) {
 			}
 		}
 		for j, r := range v.GetRoutes() {
-			rt, err := compileRoute(r)
+			rt, err := compileRoute(r, parse)
 			if err == nil && rt.Action == Forward && rt.Retry == nil {
 				rt.Retry = vhRetry // a route's own policy wins (Envoy)
 			}

@@ -35,9 +35,12 @@ const (
 	StreamIdleTimeout                                 // SI
 	UpstreamProtocolError                             // UPE
 	DurationTimeout                                   // DT
+	DelayInjected                                     // DI
+	FaultInjected                                     // FI
+	RateLimited                                       // RL
 )
 
-var flagNames = []string{"NR", "UH", "UF", "URX", "UT", "UO", "UC", "DC", "LR", "NC", "DPE", "SI", "UPE", "DT"}
+var flagNames = []string{"NR", "UH", "UF", "URX", "UT", "UO", "UC", "DC", "LR", "NC", "DPE", "SI", "UPE", "DT", "DI", "FI", "RL"}
 
 // String renders f as Envoy does: short names joined by ",", or "-".
 func (f Flags) String() string {
