@@ -2,6 +2,7 @@ package proxy_test
 
 import (
 	"io"
+	"net/http"
 	"testing"
 	"time"
 
@@ -57,5 +58,69 @@ static_resources:
 	}
 	if v := metricValue(scrape(t, p.AdminAddr()), `trellis_network_rate_limited_total{stat_prefix="limited"}`); v != 1 {
 		t.Fatalf("rate-limited metric %v", v)
+	}
+}
+
+const httpRateLimitConfig = `
+static_resources:
+  listeners:
+  - name: web
+    address: {socket_address: {address: 127.0.0.1, port_value: 0}}
+    filter_chains:
+    - filters:
+      - name: hcm
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+          stat_prefix: web
+          route_config:
+            virtual_hosts:
+            - name: all
+              domains: ["*"]
+              routes:
+              - match: {prefix: "/shadow"}
+                route: {cluster: app}
+                typed_per_filter_config:
+                  envoy.filters.http.local_ratelimit:
+                    "@type": type.googleapis.com/envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit
+                    stat_prefix: shadow
+                    token_bucket: {max_tokens: 1, fill_interval: 3600s}
+                    filter_enabled: {default_value: {numerator: 100}}
+              - match: {prefix: "/"}
+                route: {cluster: app}
+          http_filters:
+          - name: envoy.filters.http.local_ratelimit
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit
+              stat_prefix: edge
+              token_bucket: {max_tokens: 2, fill_interval: 3600s}
+              filter_enabled: {default_value: {numerator: 100}}
+              filter_enforced: {default_value: {numerator: 100}}
+              response_headers_to_add: [{header: {key: x-ratelimited, value: "yes"}}]
+          - name: envoy.filters.http.router
+            typed_config: {"@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router}
+  clusters:
+  - name: app
+    load_assignment: {cluster_name: app, endpoints: [{lb_endpoints: [{endpoint: {address: {{addr .}}}}]}]}
+`
+
+func TestHTTPLocalRateLimit(t *testing.T) {
+	e := startEcho(t, "e")
+	p := startProxy(t, httpRateLimitConfig, e.Addr())
+	base := "http://" + p.ListenerAddrs()["web"]
+	for i := range 2 {
+		if resp, _, _ := get(t, http.DefaultClient, base+"/", nil); resp.StatusCode != 200 {
+			t.Fatalf("request %d within the bucket: %d", i, resp.StatusCode)
+		}
+	}
+	resp, _, body := get(t, http.DefaultClient, base+"/", nil)
+	if resp.StatusCode != 429 || resp.Header.Get("X-Trellis-Reason") != "local_rate_limited" || resp.Header.Get("X-Ratelimited") != "yes" {
+		t.Fatalf("third request: %d %q %q", resp.StatusCode, resp.Header.Get("X-Trellis-Reason"), body)
+	}
+	// The route's own configuration: its own bucket, enabled but not
+	// enforced (shadow mode), so nothing is refused.
+	for i := range 3 {
+		if resp, _, _ := get(t, http.DefaultClient, base+"/shadow", nil); resp.StatusCode != 200 {
+			t.Fatalf("shadow request %d: %d", i, resp.StatusCode)
+		}
 	}
 }

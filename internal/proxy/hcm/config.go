@@ -16,6 +16,7 @@ import (
 	"github.com/trellis-mesh/trellis/internal/proxy/cluster"
 	"github.com/trellis-mesh/trellis/internal/proxy/httpfilter"
 	"github.com/trellis-mesh/trellis/internal/proxy/httpfilter/fault"
+	"github.com/trellis-mesh/trellis/internal/proxy/httpfilter/localratelimit"
 	"github.com/trellis-mesh/trellis/internal/proxy/route"
 	"github.com/trellis-mesh/trellis/internal/telemetry/accesslog"
 	"github.com/trellis-mesh/trellis/internal/telemetry/metrics"
@@ -275,7 +276,9 @@ func buildFilters(pb *hcmv3.HttpConnectionManager, reg httpfilter.Registry) ([]h
 }
 
 // Filters returns the HTTP filters Trellis implements besides the router.
-func Filters() httpfilter.Registry { return httpfilter.NewRegistry(fault.Builder{}) }
+func Filters() httpfilter.Registry {
+	return httpfilter.NewRegistry(fault.Builder{}, localratelimit.Builder{})
+}
 
 // OpenAccessLog opens the sink of an Envoy AccessLog (file, stdout, stderr).
 func OpenAccessLog(al *accesslogv3.AccessLog, sinks *accesslog.Sinks) (*accesslog.Logger, error) {

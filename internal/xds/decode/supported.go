@@ -12,6 +12,7 @@ import (
 	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/access_loggers/file/v3"
 	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/access_loggers/stream/v3"
 	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/fault/v3"
+	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/local_ratelimit/v3"
 	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/router/v3"
 	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/listener/http_inspector/v3"
 	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/listener/tls_inspector/v3"
@@ -83,13 +84,16 @@ var supported = map[protoreflect.FullName]fieldSet{
 	"envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager.UpgradeConfig": set("upgrade_type", "enabled"),
 	"envoy.extensions.filters.network.http_connection_manager.v3.HttpFilter":                          set("name", "typed_config"),
 	"envoy.extensions.filters.http.router.v3.Router":                                                  set(),
-	"envoy.extensions.filters.http.fault.v3.HTTPFault":                                                set("delay", "abort", "headers", "max_active_faults"),
-	"envoy.extensions.filters.http.fault.v3.FaultAbort":                                               set("http_status", "grpc_status", "header_abort", "percentage"),
-	"envoy.extensions.filters.http.fault.v3.FaultAbort.HeaderAbort":                                   set(),
-	"envoy.extensions.filters.common.fault.v3.FaultDelay":                                             set("fixed_delay", "header_delay", "percentage"),
-	"envoy.extensions.filters.common.fault.v3.FaultDelay.HeaderDelay":                                 set(),
-	"envoy.config.core.v3.HttpProtocolOptions":                                                        set("idle_timeout"),
-	"envoy.config.core.v3.Http1ProtocolOptions":                                                       set(),
+	"envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit": set("stat_prefix", "token_bucket",
+		"filter_enabled", "filter_enforced", "response_headers_to_add", "status"),
+	"envoy.type.v3.HttpStatus":                                        set("code"),
+	"envoy.extensions.filters.http.fault.v3.HTTPFault":                set("delay", "abort", "headers", "max_active_faults"),
+	"envoy.extensions.filters.http.fault.v3.FaultAbort":               set("http_status", "grpc_status", "header_abort", "percentage"),
+	"envoy.extensions.filters.http.fault.v3.FaultAbort.HeaderAbort":   set(),
+	"envoy.extensions.filters.common.fault.v3.FaultDelay":             set("fixed_delay", "header_delay", "percentage"),
+	"envoy.extensions.filters.common.fault.v3.FaultDelay.HeaderDelay": set(),
+	"envoy.config.core.v3.HttpProtocolOptions":                        set("idle_timeout"),
+	"envoy.config.core.v3.Http1ProtocolOptions":                       set(),
 	"envoy.config.core.v3.Http2ProtocolOptions": set("max_concurrent_streams", "initial_stream_window_size",
 		"initial_connection_window_size"),
 
