@@ -56,28 +56,22 @@ func TestActiveHealthChecks(t *testing.T) {
 
 	waitFlags := func(want string) {
 		t.Helper()
-		deadline := time.Now().Add(10 * time.Second)
-		for {
-			resp, err := http.Get("http://" + p.AdminAddr() + "/clusters")
-			if err != nil {
-				t.Fatal(err)
-			}
-			b, _ := io.ReadAll(resp.Body)
-			resp.Body.Close()
-			if strings.Contains(string(b), "app::"+flaky.addr()+"::health_flags::"+want) {
-				return
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("flaky host never became %q:\n%s", want, b)
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
+		waitHost(t, p.AdminAddr(), "app::"+flaky.addr()+"::health_flags::"+want)
+		waitHost(t, p.AdminAddr(), "app::"+steady.addr()+"::health_flags::healthy")
 	}
 	waitFlags("/failed_active_hc")
-	for range 20 {
+	// The pickers are rebuilt just after the flags change: allow that
+	// moment, then require a long run of requests that all avoid the host.
+	deadline := time.Now().Add(10 * time.Second)
+	for run := 0; run < 50; {
 		resp, _, _ := get(t, http.DefaultClient, base+"/", nil)
-		if got := resp.Header.Get("X-Upstream"); got != "steady" {
-			t.Fatalf("request reached %q while it fails its health check", got)
+		if resp.Header.Get("X-Upstream") == "steady" {
+			run++
+			continue
+		}
+		run = 0
+		if time.Now().After(deadline) {
+			t.Fatal("requests still reach the host that fails its health check")
 		}
 	}
 	sick.Store(false)
@@ -89,5 +83,26 @@ func TestActiveHealthChecks(t *testing.T) {
 	}
 	if !seen["flaky"] {
 		t.Fatalf("the recovered host gets no traffic: %v", seen)
+	}
+}
+
+// waitHost polls /clusters until it contains line.
+func waitHost(t *testing.T, admin, line string) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		resp, err := http.Get("http://" + admin + "/clusters")
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if strings.Contains(string(b), line) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("/clusters never showed %q:\n%s", line, b)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }

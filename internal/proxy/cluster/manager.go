@@ -161,7 +161,7 @@ func (m *Manager) commitGuards(set *Set) {
 			})
 		}
 		if c.health != nil {
-			h, cfg, hosts := c.health, c.healthCfg, hostsOf(c.Hosts())
+			h, cfg, hosts, cl := c.health, c.healthCfg, hostsOf(c.Hosts()), c
 			var ctx context.Context
 			if g.stopHealth == nil {
 				ctx, g.stopHealth = context.WithCancel(context.Background())
@@ -169,6 +169,8 @@ func (m *Manager) commitGuards(set *Set) {
 			later = append(later, func() {
 				h.Update(cfg)
 				h.SetHosts(hosts)
+				// New hosts start failed without a callback: rebuild now.
+				cl.HealthChanged()
 				if ctx != nil {
 					go h.Run(ctx)
 				}
