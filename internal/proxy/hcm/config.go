@@ -15,6 +15,7 @@ import (
 
 	"github.com/trellis-mesh/trellis/internal/proxy/cluster"
 	"github.com/trellis-mesh/trellis/internal/proxy/httpfilter"
+	"github.com/trellis-mesh/trellis/internal/proxy/httpfilter/cors"
 	"github.com/trellis-mesh/trellis/internal/proxy/httpfilter/fault"
 	"github.com/trellis-mesh/trellis/internal/proxy/httpfilter/localratelimit"
 	"github.com/trellis-mesh/trellis/internal/proxy/route"
@@ -277,7 +278,7 @@ func buildFilters(pb *hcmv3.HttpConnectionManager, reg httpfilter.Registry) ([]h
 
 // Filters returns the HTTP filters Trellis implements besides the router.
 func Filters() httpfilter.Registry {
-	return httpfilter.NewRegistry(fault.Builder{}, localratelimit.Builder{})
+	return httpfilter.NewRegistry(fault.Builder{}, localratelimit.Builder{}, cors.Builder{})
 }
 
 // OpenAccessLog opens the sink of an Envoy AccessLog (file, stdout, stderr).

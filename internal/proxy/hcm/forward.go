@@ -264,6 +264,7 @@ func (s *stream) copyResponse(ctx context.Context, resp *http.Response, cl *clus
 	}
 	removeHopByHop(h, false)
 	s.applyResponseMutations(h)
+	s.responseHook(h)
 	s.serverHeader(h)
 	if s.cfg.Via != "" {
 		h["Via"] = append(h["Via"], s.cfg.Via)

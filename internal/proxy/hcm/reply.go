@@ -86,6 +86,7 @@ func (s *stream) localReplyGRPC(code, grpcCode int, flag accesslog.Flags, reason
 		h.Set("X-Request-Id", s.requestID)
 	}
 	s.serverHeader(h)
+	s.responseHook(h)
 	if isGRPC(s.r) {
 		h.Set("Content-Type", "application/grpc")
 		if grpcCode == 0 {

@@ -240,6 +240,7 @@ func newRequestID() string {
 func (s *stream) direct(rt *route.Route) {
 	h := s.w.Header()
 	s.applyResponseMutations(h)
+	s.responseHook(h)
 	s.serverHeader(h)
 	if len(rt.Body) > 0 {
 		if _, ok := h["Content-Type"]; !ok {
@@ -256,6 +257,7 @@ func (s *stream) redirect(rt *route.Route, path string) {
 	h := s.w.Header()
 	h.Set("Location", rt.Redir.Location(s.r, rt, path))
 	s.applyResponseMutations(h)
+	s.responseHook(h)
 	s.serverHeader(h)
 	s.status, s.wroteHeader = rt.Redir.Code, true
 	s.w.WriteHeader(rt.Redir.Code)
@@ -280,4 +282,11 @@ func (s *stream) applyResponseMutations(h http.Header) {
 		s.vhost.Headers.ApplyResponse(h, &s.vars)
 	}
 	s.cfg.Routes.Headers.ApplyResponse(h, &s.vars)
+}
+
+// responseHook lets filters see the response headers before they are sent.
+func (s *stream) responseHook(h http.Header) {
+	if s.freq.OnResponse != nil {
+		s.freq.OnResponse(h)
+	}
 }

@@ -43,6 +43,10 @@ type Request struct {
 	// State is the connection manager's per-request state, for its own
 	// terminal handler; filters must not use it.
 	State any
+	// OnResponse, if set, is called with the response headers just before
+	// they are sent, whoever answers (upstream, route or local reply). A
+	// filter that sets it must call the previous value too.
+	OnResponse func(http.Header)
 }
 
 // Override returns the route's typed_per_filter_config for the filter
@@ -94,6 +98,16 @@ func NewRegistry(bs ...Builder) Registry {
 // its type; it satisfies route.OverrideParser.
 func (r Registry) ParseOverride(_ string, a *anypb.Any) (any, error) {
 	b, ok := r[a.GetTypeUrl()]
+	if !ok {
+		// Some filters take a per-route message of another type than their
+		// own configuration (CORS: Cors and CorsPolicy).
+		for _, cand := range r {
+			if o, isO := cand.(interface{ OverrideTypeURL() string }); isO && o.OverrideTypeURL() == a.GetTypeUrl() {
+				b, ok = cand, true
+				break
+			}
+		}
+	}
 	if !ok {
 		return nil, fmt.Errorf("type %q: no such filter", a.GetTypeUrl())
 	}

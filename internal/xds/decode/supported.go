@@ -11,6 +11,7 @@ import (
 	_ "github.com/envoyproxy/go-control-plane/envoy/config/bootstrap/v3"
 	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/access_loggers/file/v3"
 	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/access_loggers/stream/v3"
+	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/cors/v3"
 	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/fault/v3"
 	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/local_ratelimit/v3"
 	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/router/v3"
@@ -86,7 +87,10 @@ var supported = map[protoreflect.FullName]fieldSet{
 	"envoy.extensions.filters.http.router.v3.Router":                                                  set(),
 	"envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit": set("stat_prefix", "token_bucket",
 		"filter_enabled", "filter_enforced", "response_headers_to_add", "status"),
-	"envoy.type.v3.HttpStatus":                                        set("code"),
+	"envoy.type.v3.HttpStatus":                   set("code"),
+	"envoy.extensions.filters.http.cors.v3.Cors": set(),
+	"envoy.extensions.filters.http.cors.v3.CorsPolicy": set("allow_origin_string_match", "allow_methods",
+		"allow_headers", "expose_headers", "max_age", "allow_credentials", "filter_enabled"),
 	"envoy.extensions.filters.http.fault.v3.HTTPFault":                set("delay", "abort", "headers", "max_active_faults"),
 	"envoy.extensions.filters.http.fault.v3.FaultAbort":               set("http_status", "grpc_status", "header_abort", "percentage"),
 	"envoy.extensions.filters.http.fault.v3.FaultAbort.HeaderAbort":   set(),
