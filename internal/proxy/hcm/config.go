@@ -17,6 +17,7 @@ import (
 	"github.com/trellis-mesh/trellis/internal/proxy/httpfilter"
 	"github.com/trellis-mesh/trellis/internal/proxy/httpfilter/cors"
 	"github.com/trellis-mesh/trellis/internal/proxy/httpfilter/fault"
+	"github.com/trellis-mesh/trellis/internal/proxy/httpfilter/headermutation"
 	"github.com/trellis-mesh/trellis/internal/proxy/httpfilter/localratelimit"
 	"github.com/trellis-mesh/trellis/internal/proxy/route"
 	"github.com/trellis-mesh/trellis/internal/telemetry/accesslog"
@@ -278,7 +279,7 @@ func buildFilters(pb *hcmv3.HttpConnectionManager, reg httpfilter.Registry) ([]h
 
 // Filters returns the HTTP filters Trellis implements besides the router.
 func Filters() httpfilter.Registry {
-	return httpfilter.NewRegistry(fault.Builder{}, localratelimit.Builder{}, cors.Builder{})
+	return httpfilter.NewRegistry(fault.Builder{}, localratelimit.Builder{}, cors.Builder{}, headermutation.Builder{})
 }
 
 // OpenAccessLog opens the sink of an Envoy AccessLog (file, stdout, stderr).

@@ -172,31 +172,41 @@ func compileMutations(reqAdd []*corev3.HeaderValueOption, reqRemove []string,
 	return m, errors.Join(errs...)
 }
 
+// CompileHeaderAdd compiles one HeaderValueOption; errors name fields
+// below it.
+func CompileHeaderAdd(o *corev3.HeaderValueOption) (HeaderAdd, error) {
+	value := o.GetHeader().GetValue()
+	if raw := o.GetHeader().GetRawValue(); len(raw) > 0 {
+		value = string(raw) // Envoy: raw_value, when set, is the value
+	}
+	f, err := ParseFormat(value)
+	if err != nil {
+		return HeaderAdd{}, fmt.Errorf("header.value: %w", err)
+	}
+	key := o.GetHeader().GetKey()
+	if strings.HasPrefix(key, ":") || strings.EqualFold(key, "host") {
+		return HeaderAdd{}, fmt.Errorf("header.key: %q cannot be modified", key)
+	}
+	action := o.GetAppendAction()
+	//lint:ignore SA1019 Envoy still honours this deprecated field; so does Trellis.
+	if appendOpt := o.GetAppend(); appendOpt != nil {
+		if appendOpt.GetValue() {
+			action = corev3.HeaderValueOption_APPEND_IF_EXISTS_OR_ADD
+		} else {
+			action = corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD
+		}
+	}
+	return HeaderAdd{Key: http.CanonicalHeaderKey(key), Value: f, Action: action, KeepEmpty: o.GetKeepEmptyValue()}, nil
+}
+
 func compileAdds(field string, opts []*corev3.HeaderValueOption) ([]HeaderAdd, error) {
 	var out []HeaderAdd
 	for i, o := range opts {
-		value := o.GetHeader().GetValue()
-		if raw := o.GetHeader().GetRawValue(); len(raw) > 0 {
-			value = string(raw) // Envoy: raw_value, when set, is the value
-		}
-		f, err := ParseFormat(value)
+		a, err := CompileHeaderAdd(o)
 		if err != nil {
-			return nil, fmt.Errorf("%s[%d].header.value: %w", field, i, err)
+			return nil, fmt.Errorf("%s[%d].%w", field, i, err)
 		}
-		key := o.GetHeader().GetKey()
-		if strings.HasPrefix(key, ":") || strings.EqualFold(key, "host") {
-			return nil, fmt.Errorf("%s[%d].header.key: %q cannot be modified", field, i, key)
-		}
-		action := o.GetAppendAction()
-		//lint:ignore SA1019 Envoy still honours this deprecated field; so does Trellis.
-		if appendOpt := o.GetAppend(); appendOpt != nil {
-			if appendOpt.GetValue() {
-				action = corev3.HeaderValueOption_APPEND_IF_EXISTS_OR_ADD
-			} else {
-				action = corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD
-			}
-		}
-		out = append(out, HeaderAdd{Key: http.CanonicalHeaderKey(key), Value: f, Action: action, KeepEmpty: o.GetKeepEmptyValue()})
+		out = append(out, a)
 	}
 	return out, nil
 }
@@ -216,25 +226,29 @@ func apply(h http.Header, adds []HeaderAdd, removes []string, v *Vars) {
 		delete(h, k)
 	}
 	for i := range adds {
-		a := &adds[i]
-		val := a.Value.Eval(v)
-		if val == "" && !a.KeepEmpty {
-			continue
-		}
-		_, exists := h[a.Key]
-		switch a.Action {
-		case corev3.HeaderValueOption_APPEND_IF_EXISTS_OR_ADD:
-			h[a.Key] = append(h[a.Key], val)
-		case corev3.HeaderValueOption_ADD_IF_ABSENT:
-			if !exists {
-				h[a.Key] = []string{val}
-			}
-		case corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD:
+		adds[i].Apply(h, v)
+	}
+}
+
+// Apply applies one header addition to h.
+func (a *HeaderAdd) Apply(h http.Header, v *Vars) {
+	val := a.Value.Eval(v)
+	if val == "" && !a.KeepEmpty {
+		return
+	}
+	_, exists := h[a.Key]
+	switch a.Action {
+	case corev3.HeaderValueOption_APPEND_IF_EXISTS_OR_ADD:
+		h[a.Key] = append(h[a.Key], val)
+	case corev3.HeaderValueOption_ADD_IF_ABSENT:
+		if !exists {
 			h[a.Key] = []string{val}
-		case corev3.HeaderValueOption_OVERWRITE_IF_EXISTS:
-			if exists {
-				h[a.Key] = []string{val}
-			}
+		}
+	case corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD:
+		h[a.Key] = []string{val}
+	case corev3.HeaderValueOption_OVERWRITE_IF_EXISTS:
+		if exists {
+			h[a.Key] = []string{val}
 		}
 	}
 }

@@ -13,6 +13,7 @@ import (
 	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/access_loggers/stream/v3"
 	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/cors/v3"
 	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/fault/v3"
+	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/header_mutation/v3"
 	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/local_ratelimit/v3"
 	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/router/v3"
 	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/listener/http_inspector/v3"
@@ -87,8 +88,13 @@ var supported = map[protoreflect.FullName]fieldSet{
 	"envoy.extensions.filters.http.router.v3.Router":                                                  set(),
 	"envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit": set("stat_prefix", "token_bucket",
 		"filter_enabled", "filter_enforced", "response_headers_to_add", "status"),
-	"envoy.type.v3.HttpStatus":                   set("code"),
-	"envoy.extensions.filters.http.cors.v3.Cors": set(),
+	"envoy.type.v3.HttpStatus":                                                set("code"),
+	"envoy.extensions.filters.http.header_mutation.v3.HeaderMutation":         set("mutations"),
+	"envoy.extensions.filters.http.header_mutation.v3.HeaderMutationPerRoute": set("mutations"),
+	"envoy.extensions.filters.http.header_mutation.v3.Mutations":              set("request_mutations", "response_mutations"),
+	"envoy.config.common.mutation_rules.v3.HeaderMutation":                    set("remove", "append", "remove_on_match"),
+	"envoy.config.common.mutation_rules.v3.HeaderMutation.RemoveOnMatch":      set("key_matcher"),
+	"envoy.extensions.filters.http.cors.v3.Cors":                              set(),
 	"envoy.extensions.filters.http.cors.v3.CorsPolicy": set("allow_origin_string_match", "allow_methods",
 		"allow_headers", "expose_headers", "max_age", "allow_credentials", "filter_enabled"),
 	"envoy.extensions.filters.http.fault.v3.HTTPFault":                set("delay", "abort", "headers", "max_active_faults"),
