@@ -7,17 +7,15 @@ package cors
 import (
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"net/http"
 	"strings"
 
-	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	corsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/cors/v3"
-	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
 	"google.golang.org/protobuf/types/known/anypb"
 
 	"github.com/trellis-mesh/trellis/internal/proxy/httpfilter"
 	"github.com/trellis-mesh/trellis/internal/proxy/matcher"
+	"github.com/trellis-mesh/trellis/internal/proxy/route"
 )
 
 // Builder builds CORS filters.
@@ -51,7 +49,7 @@ func (Builder) ParseOverride(a *anypb.Any) (any, error) {
 		return nil, err
 	}
 	p := &policy{methods: pb.GetAllowMethods(), headers: pb.GetAllowHeaders(), expose: pb.GetExposeHeaders(),
-		maxAge: pb.GetMaxAge(), credentials: pb.GetAllowCredentials().GetValue(), enabled: 1_000_000}
+		maxAge: pb.GetMaxAge(), credentials: pb.GetAllowCredentials().GetValue(), enabled: route.All}
 	var errs []error
 	for i, m := range pb.GetAllowOriginStringMatch() {
 		sm, err := matcher.NewString(m)
@@ -62,7 +60,7 @@ func (Builder) ParseOverride(a *anypb.Any) (any, error) {
 		p.origins = append(p.origins, sm)
 	}
 	if fe := pb.GetFilterEnabled(); fe != nil {
-		n, err := fraction("filter_enabled", fe)
+		n, err := route.RuntimeShare("filter_enabled", fe)
 		if err != nil {
 			errs = append(errs, err)
 		}
@@ -85,21 +83,7 @@ type policy struct {
 	methods, headers, expose string
 	maxAge                   string
 	credentials              bool
-	enabled                  uint32 // millionths
-}
-
-func fraction(field string, f *corev3.RuntimeFractionalPercent) (uint32, error) {
-	if f.GetRuntimeKey() != "" {
-		return 0, fmt.Errorf("%s.runtime_key: not supported (Trellis has no runtime)", field)
-	}
-	n := f.GetDefaultValue().GetNumerator()
-	switch f.GetDefaultValue().GetDenominator() {
-	case typev3.FractionalPercent_HUNDRED:
-		n *= 10_000
-	case typev3.FractionalPercent_TEN_THOUSAND:
-		n *= 100
-	}
-	return min(n, 1_000_000), nil
+	enabled                  route.Share
 }
 
 func (p *policy) allows(origin string) bool {
@@ -117,7 +101,7 @@ func (f *filter) Wrap(next httpfilter.Handler) httpfilter.Handler {
 	return httpfilter.HandlerFunc(func(req *httpfilter.Request) error {
 		p, ok := req.Override(f.name).(*policy)
 		origin := req.R.Header.Get("Origin")
-		if !ok || origin == "" || p.enabled < 1_000_000 && rand.Uint32N(1_000_000) >= p.enabled || !p.allows(origin) {
+		if !ok || origin == "" || !p.enabled.Sample() || !p.allows(origin) {
 			return next.Serve(req)
 		}
 		if req.R.Method == http.MethodOptions && req.R.Header.Get("Access-Control-Request-Method") != "" {

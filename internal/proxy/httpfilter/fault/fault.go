@@ -10,7 +10,6 @@ package fault
 import (
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"net/http"
 	"strconv"
 	"sync/atomic"
@@ -18,7 +17,6 @@ import (
 
 	faultcommonv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/common/fault/v3"
 	faultv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/fault/v3"
-	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
 	"google.golang.org/protobuf/types/known/anypb"
 
 	"github.com/trellis-mesh/trellis/internal/proxy/httpfilter"
@@ -60,11 +58,11 @@ func (Builder) ParseOverride(a *anypb.Any) (any, error) { return parse(a) }
 type config struct {
 	delay       time.Duration
 	delayHeader bool
-	delayPer    uint32 // millionths
+	delayPer    route.Share
 	abortStatus int
 	abortGRPC   int // -1: none
 	abortHeader bool
-	abortPer    uint32
+	abortPer    route.Share
 	headers     route.HeaderMatchers
 	maxActive   int64 // 0: no limit
 	active      atomic.Int64
@@ -86,7 +84,7 @@ func parse(a *anypb.Any) (*config, error) {
 		default:
 			errs = append(errs, errors.New("delay: one of fixed_delay, header_delay is required"))
 		}
-		c.delayPer = millionths(d.GetPercentage())
+		c.delayPer = route.ShareOf(d.GetPercentage())
 	}
 	if ab := pb.GetAbort(); ab != nil {
 		switch t := ab.GetErrorType().(type) {
@@ -100,7 +98,7 @@ func parse(a *anypb.Any) (*config, error) {
 		default:
 			errs = append(errs, errors.New("abort: one of http_status, grpc_status, header_abort is required"))
 		}
-		c.abortPer = millionths(ab.GetPercentage())
+		c.abortPer = route.ShareOf(ab.GetPercentage())
 	}
 	hm, err := route.NewHeaderMatchers(pb.GetHeaders())
 	if err != nil {
@@ -112,21 +110,6 @@ func parse(a *anypb.Any) (*config, error) {
 	}
 	return c, errors.Join(errs...)
 }
-
-// millionths converts a FractionalPercent; an unset one is 0 %, as in
-// Envoy (a fault without a percentage never fires).
-func millionths(p *typev3.FractionalPercent) uint32 {
-	n := p.GetNumerator()
-	switch p.GetDenominator() {
-	case typev3.FractionalPercent_HUNDRED:
-		n *= 10_000
-	case typev3.FractionalPercent_TEN_THOUSAND:
-		n *= 100
-	}
-	return min(n, 1_000_000)
-}
-
-func draw(per uint32) bool { return per >= 1_000_000 || per > 0 && rand.Uint32N(1_000_000) < per }
 
 type filter struct {
 	name string
@@ -176,7 +159,7 @@ func (c *config) delayFor(r *http.Request) (time.Duration, bool) {
 	if c.delay == 0 && !c.delayHeader {
 		return 0, false
 	}
-	if !draw(c.delayPer) {
+	if !c.delayPer.Sample() {
 		return 0, false
 	}
 	if !c.delayHeader {
@@ -193,7 +176,7 @@ func (c *config) abortFor(r *http.Request) (status, grpcStatus int, ok bool) {
 	if c.abortStatus == 0 && !c.abortHeader {
 		return 0, 0, false
 	}
-	if !draw(c.abortPer) {
+	if !c.abortPer.Sample() {
 		return 0, 0, false
 	}
 	if !c.abortHeader {

@@ -10,16 +10,15 @@ package localratelimit
 import (
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"net/http"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	lrlv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/local_ratelimit/v3"
-	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
 	"google.golang.org/protobuf/types/known/anypb"
 
 	"github.com/trellis-mesh/trellis/internal/proxy/httpfilter"
 	"github.com/trellis-mesh/trellis/internal/proxy/ratelimit"
+	"github.com/trellis-mesh/trellis/internal/proxy/route"
 	"github.com/trellis-mesh/trellis/internal/telemetry/accesslog"
 )
 
@@ -49,8 +48,8 @@ func (Builder) ParseOverride(a *anypb.Any) (any, error) { return parse(a) }
 type config struct {
 	statPrefix string
 	bucket     *ratelimit.Bucket // nil: no bucket (nothing is limited)
-	enabled    uint32            // millionths
-	enforced   uint32
+	enabled    route.Share
+	enforced   route.Share
 	status     int
 	headers    http.Header
 }
@@ -70,10 +69,10 @@ func parse(a *anypb.Any) (*config, error) {
 		c.bucket = b
 	}
 	var err error
-	if c.enabled, err = fraction("filter_enabled", pb.GetFilterEnabled()); err != nil {
+	if c.enabled, err = route.RuntimeShare("filter_enabled", pb.GetFilterEnabled()); err != nil {
 		errs = append(errs, err)
 	}
-	if c.enforced, err = fraction("filter_enforced", pb.GetFilterEnforced()); err != nil {
+	if c.enforced, err = route.RuntimeShare("filter_enforced", pb.GetFilterEnforced()); err != nil {
 		errs = append(errs, err)
 	}
 	if s := pb.GetStatus(); s != nil {
@@ -92,26 +91,6 @@ func parse(a *anypb.Any) (*config, error) {
 	return c, errors.Join(errs...)
 }
 
-func fraction(field string, f *corev3.RuntimeFractionalPercent) (uint32, error) {
-	if f == nil {
-		return 0, nil // Envoy: unset is 0 %
-	}
-	if f.GetRuntimeKey() != "" {
-		return 0, fmt.Errorf("%s.runtime_key: not supported (Trellis has no runtime)", field)
-	}
-	p := f.GetDefaultValue()
-	n := p.GetNumerator()
-	switch p.GetDenominator() {
-	case typev3.FractionalPercent_HUNDRED:
-		n *= 10_000
-	case typev3.FractionalPercent_TEN_THOUSAND:
-		n *= 100
-	}
-	return min(n, 1_000_000), nil
-}
-
-func draw(per uint32) bool { return per >= 1_000_000 || per > 0 && rand.Uint32N(1_000_000) < per }
-
 type filter struct {
 	name string
 	cfg  *config
@@ -123,10 +102,10 @@ func (f *filter) Wrap(next httpfilter.Handler) httpfilter.Handler {
 		if o, ok := req.Override(f.name).(*config); ok {
 			c = o
 		}
-		if c.bucket == nil || !draw(c.enabled) || c.bucket.Allow() {
+		if c.bucket == nil || !c.enabled.Sample() || c.bucket.Allow() {
 			return next.Serve(req)
 		}
-		if !draw(c.enforced) {
+		if !c.enforced.Sample() {
 			return next.Serve(req) // shadow mode: counted only
 		}
 		return &httpfilter.LocalReply{Status: c.status, Flags: accesslog.RateLimited, Reason: "local_rate_limited",
