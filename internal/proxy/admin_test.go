@@ -153,17 +153,7 @@ func TestDNSClusters(t *testing.T) {
 	for _, typ := range []string{"STRICT_DNS", "LOGICAL_DNS"} {
 		t.Run(typ, func(t *testing.T) {
 			p := startProxy(t, `
-static_resources:
-  listeners:
-  - name: web
-    address: {socket_address: {address: 127.0.0.1, port_value: 0}}
-    filter_chains:
-    - filters:
-      - name: hcm
-        typed_config:
-          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
-          stat_prefix: web
-          route_config: {virtual_hosts: [{name: all, domains: ["*"], routes: [{match: {prefix: "/"}, route: {cluster: named, auto_host_rewrite: true}}]}]}
+`+webListener+`          route_config: {virtual_hosts: [{name: all, domains: ["*"], routes: [{match: {prefix: "/"}, route: {cluster: named, auto_host_rewrite: true}}]}]}
           `+routerFilter+`
   clusters:
   - name: named

@@ -6,17 +6,7 @@ import (
 )
 
 const headerMutationConfig = `
-static_resources:
-  listeners:
-  - name: web
-    address: {socket_address: {address: 127.0.0.1, port_value: 0}}
-    filter_chains:
-    - filters:
-      - name: hcm
-        typed_config:
-          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
-          stat_prefix: web
-          route_config:
+` + webListener + `          route_config:
             virtual_hosts:
             - name: all
               domains: ["*"]

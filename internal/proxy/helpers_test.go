@@ -152,3 +152,18 @@ func dialTCP(addr string) (*net.TCPConn, error) {
 	}
 	return c.(*net.TCPConn), nil
 }
+
+// webListener starts a bootstrap with one listener "web" on 127.0.0.1:0
+// whose HTTP connection manager has stat_prefix "web"; tests continue it
+// with the connection manager's other fields.
+const webListener = `static_resources:
+  listeners:
+  - name: web
+    address: {socket_address: {address: 127.0.0.1, port_value: 0}}
+    filter_chains:
+    - filters:
+      - name: hcm
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+          stat_prefix: web
+`
