@@ -1,0 +1,31 @@
+package v1alpha1
+
+import (
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+)
+
+// Object is any resource Trellis stores: its own kinds and the Gateway API
+// routes alike (all of them are pointers to structs embedding TypeMeta and
+// ObjectMeta).
+type Object interface {
+	metav1.Object
+	GetObjectKind() schema.ObjectKind
+}
+
+// MeshOf returns the mesh a resource belongs to: its MeshLabel, or
+// DefaultMesh.
+func MeshOf(o metav1.Object) string {
+	if m := o.GetLabels()[MeshLabel]; m != "" {
+		return m
+	}
+	return DefaultMesh
+}
+
+// NamespaceOf returns the resource's namespace, or DefaultNamespace.
+func NamespaceOf(o metav1.Object) string {
+	if ns := o.GetNamespace(); ns != "" {
+		return ns
+	}
+	return DefaultNamespace
+}
