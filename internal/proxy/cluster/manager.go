@@ -84,6 +84,28 @@ func (m *Manager) onHealthChange(name string) func() {
 	}
 }
 
+// onHealthCheckPassed joins a cluster's health checker to its outlier
+// detector: a host that passes an active health check may be un-ejected at
+// once (outlier_detection.successful_active_health_check_uneject_host). The
+// detector is looked up at each call, so one added or removed by a later
+// snapshot is seen.
+func (m *Manager) onHealthCheckPassed(name string) func(*lb.Host) {
+	return func(h *lb.Host) {
+		if !h.Ejected() {
+			return // the common case: no lock
+		}
+		m.mu.Lock()
+		var d *outlier.Detector
+		if g := m.guards[name]; g != nil {
+			d = g.outlier
+		}
+		m.mu.Unlock()
+		if d != nil {
+			d.HealthCheckPassed(h)
+		}
+	}
+}
+
 // detectorFor returns the cluster's outlier detector, creating it with cfg;
 // the configuration of an existing one changes in Commit.
 func (m *Manager) detectorFor(name string, cfg outlier.Config) *outlier.Detector {
@@ -103,7 +125,8 @@ func (m *Manager) checkerFor(name string, cfg health.Config, dial func(context.C
 	defer m.mu.Unlock()
 	g := m.guardFor(name)
 	if g.health == nil {
-		g.health = health.New(cfg, health.Options{Cluster: name, Dial: dial, Logger: m.log, OnChange: m.onHealthChange(name)})
+		g.health = health.New(cfg, health.Options{Cluster: name, Dial: dial, Logger: m.log,
+			OnChange: m.onHealthChange(name), OnPass: m.onHealthCheckPassed(name)})
 	}
 	return g.health
 }

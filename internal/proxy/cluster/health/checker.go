@@ -42,6 +42,12 @@ type Options struct {
 	// under the Checker's lock, possibly concurrently; it should not block.
 	// nil means no call.
 	OnChange func()
+	// OnPass is called after every passing check of a host, once the
+	// host's flag reflects the result, from the checking goroutine and
+	// never under the Checker's lock. The cluster wires it to its outlier
+	// detector (outlier_detection.successful_active_health_check_uneject_host).
+	// nil means no call.
+	OnPass func(h *lb.Host)
 	// Logger receives health events. nil discards them.
 	Logger *slog.Logger
 	// Metrics receives the statistics. nil means none.

@@ -145,7 +145,11 @@ func (c *Checker) report(s *session, cfg *Config, r result, err error, tr transi
 		}
 	}
 	c.initPendingDoneLocked(s)
+	stopped := s.stopCtx.Err() != nil
 	c.mu.Unlock()
+	if r == success && !stopped && c.opts.OnPass != nil {
+		defer c.opts.OnPass(s.host) // after OnChange: the pickers see the flag first
+	}
 	if !flipped {
 		return
 	}

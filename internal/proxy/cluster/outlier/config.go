@@ -97,6 +97,12 @@ type Config struct {
 	EnforcingLocalOriginSuccessRate        uint32 // default 100
 	EnforcingFailurePercentage             uint32 // default 0
 	EnforcingFailurePercentageLocalOrigin  uint32 // default 0
+
+	// SuccessfulActiveHealthCheckUnejectHost returns an ejected host to
+	// service as soon as it passes an active health check (when the cluster
+	// has health_checks), clearing its consecutive-error counters; the
+	// ejection-time multiplier is kept. Default true, as in Envoy.
+	SuccessfulActiveHealthCheckUnejectHost bool
 }
 
 // DefaultConfig returns the Config of an empty OutlierDetection message.
@@ -119,6 +125,7 @@ func DefaultConfig() Config {
 		EnforcingConsecutiveLocalOriginFailure: 100,
 		EnforcingSuccessRate:                   100,
 		EnforcingLocalOriginSuccessRate:        100,
+		SuccessfulActiveHealthCheckUnejectHost: true,
 	}
 }
 
@@ -174,11 +181,12 @@ func ParseConfig(od *clusterv3.OutlierDetection) (Config, error) {
 	c.EnforcingFailurePercentage = p.percent("enforcing_failure_percentage", od.GetEnforcingFailurePercentage(), c.EnforcingFailurePercentage)
 	c.EnforcingFailurePercentageLocalOrigin = p.percent("enforcing_failure_percentage_local_origin", od.GetEnforcingFailurePercentageLocalOrigin(), c.EnforcingFailurePercentageLocalOrigin)
 
+	if u := od.GetSuccessfulActiveHealthCheckUnejectHost(); u != nil {
+		c.SuccessfulActiveHealthCheckUnejectHost = u.GetValue()
+	}
+
 	// Fields whose behaviour is not implemented. A value that asks for what
 	// the detector does anyway (false) is accepted.
-	if od.GetSuccessfulActiveHealthCheckUnejectHost().GetValue() {
-		p.fail("successful_active_health_check_uneject_host", "not supported")
-	}
 	if od.GetAlwaysEjectOneHost().GetValue() {
 		p.fail("always_eject_one_host", "not supported")
 	}

@@ -141,13 +141,11 @@ func TestParseConfigErrors(t *testing.T) {
 		{
 			name: "unsupported fields",
 			od: &clusterv3.OutlierDetection{
-				SuccessfulActiveHealthCheckUnejectHost: wrapperspb.Bool(true),
-				AlwaysEjectOneHost:                     wrapperspb.Bool(true),
-				DetectDegradedHosts:                    wrapperspb.Bool(true),
-				Monitors:                               []*corev3.TypedExtensionConfig{{Name: "m"}},
+				AlwaysEjectOneHost:  wrapperspb.Bool(true),
+				DetectDegradedHosts: wrapperspb.Bool(true),
+				Monitors:            []*corev3.TypedExtensionConfig{{Name: "m"}},
 			},
 			want: []string{
-				"successful_active_health_check_uneject_host: not supported",
 				"always_eject_one_host: not supported",
 				"detect_degraded_hosts: not supported",
 				"monitors: not supported",

@@ -5,6 +5,8 @@ import (
 	"math"
 	"math/rand/v2"
 	"time"
+
+	"github.com/trellis-mesh/trellis/internal/proxy/cluster/lb"
 )
 
 // Run sweeps every Interval until ctx ends: it returns hosts whose
@@ -89,6 +91,34 @@ func (d *Detector) checkReturn(hs *hostState, cfg *Config, now time.Time) bool {
 	if now.Sub(hs.ejectedAt) < ejectionTime(hs, cfg) {
 		return false
 	}
+	d.returnLocked(hs, now, "ejection time passed")
+	return true
+}
+
+// HealthCheckPassed tells the detector that h passed an active health
+// check. With SuccessfulActiveHealthCheckUnejectHost (Envoy's default), an
+// ejected host that is not failing active health checks returns to service
+// at once and its consecutive-error counters start afresh; OnChange is
+// called. Otherwise, or for a host not ejected or unknown, it does nothing
+// (envoy: the host-check-complete callback DetectorImpl registers with the
+// cluster's health checker).
+func (d *Detector) HealthCheckPassed(h *lb.Host) {
+	if !d.cfg.Load().SuccessfulActiveHealthCheckUnejectHost || !h.Ejected() || h.FailedActiveHealthCheck() {
+		return
+	}
+	d.mu.Lock()
+	hs := d.table.Load().byHost[h]
+	if hs == nil || !hs.ejected {
+		d.mu.Unlock()
+		return
+	}
+	d.returnLocked(hs, time.Now(), "active health check passed")
+	d.mu.Unlock()
+	d.notify()
+}
+
+// returnLocked returns the ejected hs to service. d.mu is held.
+func (d *Detector) returnLocked(hs *hostState, now time.Time, why string) {
 	hs.ejected = false
 	hs.host.SetEjected(false)
 	hs.returnedAt = now
@@ -102,8 +132,7 @@ func (d *Detector) checkReturn(hs *hostState, cfg *Config, now time.Time) bool {
 		d.opts.Metrics.Active(d.active)
 	}
 	d.log.Info("outlier host returned", "cluster", d.opts.Cluster, "host", hs.host.Address,
-		"type", hs.lastType.String(), "ejected_for", now.Sub(hs.ejectedAt))
-	return true
+		"type", hs.lastType.String(), "ejected_for", now.Sub(hs.ejectedAt), "reason", why)
 }
 
 // ejectionTime is min(base × multiplier, max) plus the jitter drawn at
