@@ -1,8 +1,12 @@
 package proxy_test
 
 import (
+	"bytes"
 	"io"
 	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
 	"testing"
 	"time"
 
@@ -56,8 +60,13 @@ static_resources:
 	if err := echoOnce(); err == nil {
 		t.Fatal("the third connection was served; the bucket holds two tokens")
 	}
-	if v := metricValue(scrape(t, p.AdminAddr()), `trellis_network_rate_limited_total{stat_prefix="limited"}`); v != 1 {
+	m := scrape(t, p.AdminAddr())
+	if v := metricValue(m, `trellis_network_rate_limited_total{stat_prefix="limited"}`); v != 1 {
 		t.Fatalf("rate-limited metric %v", v)
+	}
+	if ok, lim := metricValue(m, `trellis_ratelimit_decisions_total{filter="network_local_ratelimit",result="ok",stat_prefix="limited"}`),
+		metricValue(m, `trellis_ratelimit_decisions_total{filter="network_local_ratelimit",result="limited",stat_prefix="limited"}`); ok != 2 || lim != 1 {
+		t.Fatalf("decisions: ok %v limited %v, want 2 and 1", ok, lim)
 	}
 }
 
@@ -111,6 +120,103 @@ func TestHTTPLocalRateLimit(t *testing.T) {
 	for i := range 3 {
 		if resp, _, _ := get(t, http.DefaultClient, base+"/shadow", nil); resp.StatusCode != 200 {
 			t.Fatalf("shadow request %d: %d", i, resp.StatusCode)
+		}
+	}
+}
+
+const descriptorRateLimitConfig = `
+admin: {address: {socket_address: {address: 127.0.0.1, port_value: 0}}}
+` + webListener + `          access_log: [{name: f, typed_config: {"@type": type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog, path: "{{.Log}}"}}]
+          route_config:
+            virtual_hosts:
+            - name: all
+              domains: ["*"]
+              rate_limits: [{actions: [{generic_key: {descriptor_value: everyone}}]}]
+              routes:
+              - match: {prefix: "/api"}
+                route:
+                  cluster: app
+                  rate_limits:
+                  - actions: [{request_headers: {header_name: x-user, descriptor_key: user}}]
+                  - stage: 1
+                    actions: [{remote_address: {}}]
+              - match: {prefix: "/"}
+                route: {cluster: app}
+          http_filters:
+          - name: envoy.filters.http.local_ratelimit
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit
+              stat_prefix: users
+              token_bucket: {max_tokens: 1000, fill_interval: 3600s}
+              filter_enabled: {default_value: {numerator: 100}}
+              filter_enforced: {default_value: {numerator: 100}}
+              enable_x_ratelimit_headers: DRAFT_VERSION_03
+              always_consume_default_token_bucket: false
+              descriptors:
+              - entries: [{key: user, value: ann}]
+                token_bucket: {max_tokens: 2, fill_interval: 3600s}
+              - entries: [{key: generic_key, value: everyone}]
+                token_bucket: {max_tokens: 3, fill_interval: 3600s}
+              - entries: [{key: remote_address, value: 127.0.0.1}]
+                token_bucket: {max_tokens: 1, fill_interval: 3600s}
+          - name: envoy.filters.http.router
+            typed_config: {"@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router}
+  clusters:
+  - name: app
+    load_assignment: {cluster_name: app, endpoints: [{lb_endpoints: [{endpoint: {address: {{addr .Echo}}}}]}]}
+`
+
+// TestHTTPLocalRateLimitDescriptors: descriptors built by route and
+// virtual host rate_limits select their own buckets; stage 1 actions are
+// ignored by a stage 0 filter; x-ratelimit-* headers, the access log and
+// the metrics report each decision.
+func TestHTTPLocalRateLimitDescriptors(t *testing.T) {
+	e := startEcho(t, "e")
+	logPath := filepath.Join(t.TempDir(), "access.log")
+	p := startProxy(t, descriptorRateLimitConfig, map[string]string{"Echo": e.Addr(), "Log": logPath})
+	base := "http://" + p.ListenerAddrs()["web"]
+	ann := map[string]string{"X-User": "ann"}
+	for i := range 2 {
+		resp, _, _ := get(t, http.DefaultClient, base+"/api", ann)
+		if resp.StatusCode != 200 {
+			t.Fatalf("ann's request %d: %d", i, resp.StatusCode)
+		}
+		if l, r, s := resp.Header.Get("X-Ratelimit-Limit"), resp.Header.Get("X-Ratelimit-Remaining"), resp.Header.Get("X-Ratelimit-Reset"); l != "2" || r != strconv.Itoa(1-i) || s != "3600" {
+			t.Fatalf("ann's request %d: x-ratelimit limit %q remaining %q reset %q", i, l, r, s)
+		}
+	}
+	resp, _, body := get(t, http.DefaultClient, base+"/api", ann)
+	if resp.StatusCode != 429 || resp.Header.Get("X-Trellis-Reason") != "local_rate_limited" || resp.Header.Get("X-Ratelimit-Remaining") != "0" {
+		t.Fatalf("ann's third request: %d %q %q remaining %q", resp.StatusCode, resp.Header.Get("X-Trellis-Reason"), body, resp.Header.Get("X-Ratelimit-Remaining"))
+	}
+	// Another user matches no descriptor on /api (the route has its own
+	// rate_limits, so the virtual host's are overridden; the stage 1
+	// remote_address action is not this filter's): the default bucket.
+	for i := range 5 {
+		if resp, _, _ := get(t, http.DefaultClient, base+"/api", map[string]string{"X-User": "bob"}); resp.StatusCode != 200 || resp.Header.Get("X-Ratelimit-Limit") != "1000" {
+			t.Fatalf("bob's request %d: %d limit %q", i, resp.StatusCode, resp.Header.Get("X-Ratelimit-Limit"))
+		}
+	}
+	// "/" has no rate_limits of its own: the virtual host's generic_key.
+	for i := range 3 {
+		if resp, _, _ := get(t, http.DefaultClient, base+"/", nil); resp.StatusCode != 200 {
+			t.Fatalf("request %d on /: %d", i, resp.StatusCode)
+		}
+	}
+	if resp, _, _ := get(t, http.DefaultClient, base+"/", nil); resp.StatusCode != 429 {
+		t.Fatalf("fourth request on /: %d, want 429 from the virtual host's descriptor", resp.StatusCode)
+	}
+	log, _ := os.ReadFile(logPath)
+	if !bytes.Contains(log, []byte(`"response_flags":"RL"`)) || !bytes.Contains(log, []byte(`"reason":"local_rate_limited"`)) {
+		t.Fatalf("access log has no RL entry with its reason:\n%s", log)
+	}
+	m := scrape(t, p.AdminAddr())
+	for series, want := range map[string]float64{
+		`trellis_ratelimit_decisions_total{filter="http_local_ratelimit",result="ok",stat_prefix="users"}`:      10,
+		`trellis_ratelimit_decisions_total{filter="http_local_ratelimit",result="limited",stat_prefix="users"}`: 2,
+	} {
+		if v := metricValue(m, series); v != want {
+			t.Errorf("%s = %v, want %v", series, v, want)
 		}
 	}
 }

@@ -277,9 +277,10 @@ func buildFilters(pb *hcmv3.HttpConnectionManager, reg httpfilter.Registry) ([]h
 	return out, errors.Join(errs...)
 }
 
-// Filters returns the HTTP filters Trellis implements besides the router.
-func Filters() httpfilter.Registry {
-	return httpfilter.NewRegistry(fault.Builder{}, localratelimit.Builder{}, cors.Builder{}, headermutation.Builder{})
+// Filters returns the HTTP filters Trellis implements besides the router;
+// m (may be nil) receives the filters' metrics.
+func Filters(m *metrics.Registry) httpfilter.Registry {
+	return httpfilter.NewRegistry(fault.Builder{}, localratelimit.Builder{Metrics: m}, cors.Builder{}, headermutation.Builder{})
 }
 
 // OpenAccessLog opens the sink of an Envoy AccessLog (file, stdout, stderr).

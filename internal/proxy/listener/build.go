@@ -187,6 +187,7 @@ func buildChain(fc *listenerv3.FilterChain, l *Listener, d Deps, path string, in
 			fail("filters[%d].typed_config.%v", i, err)
 			continue
 		}
+		rl.Stats = d.Metrics.RateLimit(metrics.RateLimitNetwork, rl.StatPrefix)
 		c.limits = append(c.limits, limiter{rl: rl, rejected: d.Metrics.NetworkRateLimited(rl.StatPrefix)})
 	}
 	last := len(fs) - 1
@@ -198,7 +199,7 @@ func buildChain(fc *listenerv3.FilterChain, l *Listener, d Deps, path string, in
 			fail("filters[%d].typed_config: %v", last, err)
 			break
 		}
-		cfg, err := hcm.Build(pb, hcm.Deps{Listener: l.Name, ListenerAddr: l.Address, Clusters: d.Clusters, Metrics: d.Metrics, Sinks: d.Sinks, Filters: hcm.Filters()})
+		cfg, err := hcm.Build(pb, hcm.Deps{Listener: l.Name, ListenerAddr: l.Address, Clusters: d.Clusters, Metrics: d.Metrics, Sinks: d.Sinks, Filters: hcm.Filters(d.Metrics)})
 		if err != nil {
 			errs = append(errs, decode.PrefixErrors(fmt.Sprintf("%s.filters[%d].typed_config", path, last), err))
 			break

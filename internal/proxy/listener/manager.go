@@ -253,7 +253,7 @@ func (a *active) handle(m *Manager, c net.Conn) {
 	chain := l.match(&ci)
 	if chain != nil {
 		for _, lim := range chain.limits {
-			if !lim.rl.Bucket.Allow() {
+			if !lim.rl.Allow() {
 				lim.rejected.Inc()
 				m.log.Debug("connection rate limited", "listener", a.name, "stat_prefix", lim.rl.StatPrefix)
 				c.Close()

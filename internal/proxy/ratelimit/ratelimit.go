@@ -16,6 +16,8 @@ import (
 
 	localratelimitv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/local_ratelimit/v3"
 	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
+
+	"github.com/trellis-mesh/trellis/internal/telemetry/metrics"
 )
 
 // Bucket is a token bucket: it holds at most max tokens, gains perFill
@@ -56,11 +58,7 @@ func NewBucket(tb *typev3.TokenBucket) (*Bucket, error) {
 func (b *Bucket) Allow() bool {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if now := time.Now(); now.Sub(b.last) >= b.interval {
-		fills := int64(now.Sub(b.last) / b.interval)
-		b.tokens = min(b.max, b.tokens+fills*b.perFill)
-		b.last = b.last.Add(time.Duration(fills) * b.interval)
-	}
+	b.refill(time.Now())
 	if b.tokens == 0 {
 		return false
 	}
@@ -68,10 +66,31 @@ func (b *Bucket) Allow() bool {
 	return true
 }
 
+// refill adds the fills due by now; b.mu must be held.
+func (b *Bucket) refill(now time.Time) {
+	if now.Sub(b.last) >= b.interval {
+		fills := int64(now.Sub(b.last) / b.interval)
+		b.tokens = min(b.max, b.tokens+fills*b.perFill)
+		b.last = b.last.Add(time.Duration(fills) * b.interval)
+	}
+}
+
 // Network is a configured local_ratelimit network filter.
 type Network struct {
 	StatPrefix string
 	Bucket     *Bucket
+	// Stats counts the filter's decisions; nil counts nothing.
+	Stats *metrics.RateLimit
+}
+
+// Allow decides one new connection and counts the decision.
+func (n *Network) Allow() bool {
+	if n.Bucket.Allow() {
+		n.Stats.OK()
+		return true
+	}
+	n.Stats.Limited()
+	return false
 }
 
 // NewNetwork builds the network filter. Errors name fields relative to

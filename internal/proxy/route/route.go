@@ -74,6 +74,8 @@ type Route struct {
 	Retry *RetryPolicy
 	// Mirrors are the shadow clusters requests are copied to.
 	Mirrors []Mirror
+	// RateLimits are the route's rate_limits (RouteAction.rate_limits).
+	RateLimits []RateLimit
 	// PerFilter holds typed_per_filter_config by filter name, parsed by
 	// the filters' own builders.
 	PerFilter map[string]any
@@ -203,6 +205,11 @@ func (rt *Route) compileForward(a *routev3.RouteAction) error {
 	if t := a.GetTimeout(); t != nil {
 		rt.Timeout = t.AsDuration()
 	}
+	rls, err := CompileRateLimits(a.GetRateLimits())
+	if err != nil {
+		return err
+	}
+	rt.RateLimits = rls
 	for i, m := range a.GetRequestMirrorPolicies() {
 		mm, err := compileMirror(m)
 		if err != nil {

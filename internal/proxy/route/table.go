@@ -38,6 +38,8 @@ type VirtualHost struct {
 	Name    string
 	Routes  []*Route
 	Headers Mutations
+	// RateLimits are the virtual host's rate_limits.
+	RateLimits []RateLimit
 }
 
 // Options adjust how a Table matches hosts (from the connection manager).
@@ -77,6 +79,9 @@ func CompileWith(rc *routev3.RouteConfiguration, parse OverrideParser) (*Table, 
 		vh := &VirtualHost{Name: v.GetName()}
 		if vh.Headers, err = compileMutations(v.GetRequestHeadersToAdd(), v.GetRequestHeadersToRemove(),
 			v.GetResponseHeadersToAdd(), v.GetResponseHeadersToRemove()); err != nil {
+			errs = append(errs, decode.PrefixErrors(path, err))
+		}
+		if vh.RateLimits, err = CompileRateLimits(v.GetRateLimits()); err != nil {
 			errs = append(errs, decode.PrefixErrors(path, err))
 		}
 		var vhRetry *RetryPolicy

@@ -1,29 +1,36 @@
 // Package localratelimit is Envoy's HTTP local rate limit filter
 // (envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit): a token
-// bucket per filter (and one per route that overrides it) admits requests;
-// the others are answered 429 without reaching the upstream.
+// bucket per filter (and one per route that overrides it), plus one per
+// configured descriptor, admits requests; the others are answered 429
+// without reaching the upstream.
 //
 // As in Envoy, the filter does nothing until filter_enabled is set, and
-// only counts (shadow mode) until filter_enforced is set.
+// only counts (shadow mode) until filter_enforced is set. Descriptors come
+// from the rate_limits actions of the route and its virtual host (or of
+// the filter itself) whose stage equals the filter's.
 package localratelimit
 
 import (
-	"errors"
 	"fmt"
 	"net/http"
+	"strconv"
+	"time"
 
-	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
-	lrlv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/local_ratelimit/v3"
 	"google.golang.org/protobuf/types/known/anypb"
 
 	"github.com/trellis-mesh/trellis/internal/proxy/httpfilter"
 	"github.com/trellis-mesh/trellis/internal/proxy/ratelimit"
 	"github.com/trellis-mesh/trellis/internal/proxy/route"
 	"github.com/trellis-mesh/trellis/internal/telemetry/accesslog"
+	"github.com/trellis-mesh/trellis/internal/telemetry/metrics"
 )
 
 // Builder builds local rate limit filters.
-type Builder struct{}
+type Builder struct {
+	// Metrics receives trellis_ratelimit_decisions_total; nil counts
+	// nothing.
+	Metrics *metrics.Registry
+}
 
 var _ httpfilter.Builder = Builder{}
 
@@ -33,8 +40,8 @@ func (Builder) TypeURL() string {
 }
 
 // Build implements httpfilter.Builder.
-func (Builder) Build(name string, a *anypb.Any) (httpfilter.Filter, error) {
-	c, err := parse(a)
+func (b Builder) Build(name string, a *anypb.Any) (httpfilter.Filter, error) {
+	c, err := parse(a, b.Metrics)
 	if err != nil {
 		return nil, err
 	}
@@ -42,54 +49,16 @@ func (Builder) Build(name string, a *anypb.Any) (httpfilter.Filter, error) {
 }
 
 // ParseOverride implements httpfilter.Builder: a route's LocalRateLimit has
-// its own bucket and settings.
-func (Builder) ParseOverride(a *anypb.Any) (any, error) { return parse(a) }
+// its own buckets and settings.
+func (b Builder) ParseOverride(a *anypb.Any) (any, error) { return parse(a, b.Metrics) }
 
-type config struct {
-	statPrefix string
-	bucket     *ratelimit.Bucket // nil: no bucket (nothing is limited)
-	enabled    route.Share
-	enforced   route.Share
-	status     int
-	headers    http.Header
-}
-
-func parse(a *anypb.Any) (*config, error) {
-	pb := &lrlv3.LocalRateLimit{}
-	if err := a.UnmarshalTo(pb); err != nil {
-		return nil, err
-	}
-	c := &config{statPrefix: pb.GetStatPrefix(), status: http.StatusTooManyRequests, headers: http.Header{}}
-	var errs []error
-	if pb.GetTokenBucket() != nil {
-		b, err := ratelimit.NewBucket(pb.GetTokenBucket())
-		if err != nil {
-			errs = append(errs, err)
-		}
-		c.bucket = b
-	}
-	var err error
-	if c.enabled, err = route.RuntimeShare("filter_enabled", pb.GetFilterEnabled()); err != nil {
-		errs = append(errs, err)
-	}
-	if c.enforced, err = route.RuntimeShare("filter_enforced", pb.GetFilterEnforced()); err != nil {
-		errs = append(errs, err)
-	}
-	if s := pb.GetStatus(); s != nil {
-		c.status = int(s.GetCode())
-		if c.status < 400 || c.status > 599 {
-			errs = append(errs, fmt.Errorf("status.code: %d is not an error status", c.status))
-		}
-	}
-	for i, h := range pb.GetResponseHeadersToAdd() {
-		if h.GetAppendAction() != corev3.HeaderValueOption_APPEND_IF_EXISTS_OR_ADD && h.GetAppendAction() != corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD {
-			errs = append(errs, fmt.Errorf("response_headers_to_add[%d].append_action: only APPEND_IF_EXISTS_OR_ADD and OVERWRITE_IF_EXISTS_OR_ADD are supported", i))
-			continue
-		}
-		c.headers.Add(h.GetHeader().GetKey(), h.GetHeader().GetValue())
-	}
-	return c, errors.Join(errs...)
-}
+// The x-ratelimit-* headers of draft-polli-ratelimit-headers-03, which
+// Envoy's enable_x_ratelimit_headers DRAFT_VERSION_03 sends.
+var (
+	hdrLimit     = http.CanonicalHeaderKey("x-ratelimit-limit")
+	hdrRemaining = http.CanonicalHeaderKey("x-ratelimit-remaining")
+	hdrReset     = http.CanonicalHeaderKey("x-ratelimit-reset")
+)
 
 type filter struct {
 	name string
@@ -102,13 +71,90 @@ func (f *filter) Wrap(next httpfilter.Handler) httpfilter.Handler {
 		if o, ok := req.Override(f.name).(*config); ok {
 			c = o
 		}
-		if c.bucket == nil || !c.enabled.Sample() || c.bucket.Allow() {
+		if c.limiter == nil || !c.enabled.Sample() {
 			return next.Serve(req)
 		}
-		if !c.enforced.Sample() {
-			return next.Serve(req) // shadow mode: counted only
+		// Room for a few descriptors on the stack; more spill to the heap.
+		var entries [8]ratelimit.Entry
+		var ends [4]int
+		ds := ratelimit.Descriptors{Entries: entries[:0], Ends: ends[:0]}
+		if c.limiter.HasDescriptors() {
+			c.appendDescriptors(&ds, req)
+		}
+		ok, b := c.limiter.Allow(&ds)
+		if ok {
+			c.stats.OK()
+		} else if !c.enforced.Sample() {
+			c.stats.Shadow() // shadow mode: counted only
+			ok = true
+		}
+		if ok {
+			if c.xHeaders && b != nil {
+				setXHeadersOnResponse(req, b)
+			}
+			return next.Serve(req)
+		}
+		c.stats.Limited()
+		h := c.headers
+		if c.xHeaders && b != nil {
+			h = h.Clone()
+			setXHeaders(h, b)
 		}
 		return &httpfilter.LocalReply{Status: c.status, Flags: accesslog.RateLimited, Reason: "local_rate_limited",
-			Detail: fmt.Sprintf("local rate limit %q exceeded", c.statPrefix), Header: c.headers}
+			Detail: fmt.Sprintf("local rate limit %q exceeded", c.statPrefix), Header: h}
 	})
+}
+
+// appendDescriptors builds the request's descriptors from the rate_limits
+// that apply (the filter's own, else the route's and the virtual host's
+// per vh_rate_limits) with the filter's stage.
+func (c *config) appendDescriptors(ds *ratelimit.Descriptors, req *httpfilter.Request) {
+	in := route.RateLimitInput{Request: req.R, RemoteAddr: req.R.RemoteAddr}
+	if c.hasOwn {
+		c.appendFrom(ds, c.own, &in)
+		return
+	}
+	rt := req.Route
+	if rt == nil {
+		return
+	}
+	in.Cluster = rt.Cluster
+	if c.vhMode != vhIgnore && rt.VirtualHost != nil && (c.vhMode == vhInclude || len(rt.RateLimits) == 0) {
+		c.appendFrom(ds, rt.VirtualHost.RateLimits, &in)
+	}
+	c.appendFrom(ds, rt.RateLimits, &in)
+}
+
+func (c *config) appendFrom(ds *ratelimit.Descriptors, rls []route.RateLimit, in *route.RateLimitInput) {
+	for i := range rls {
+		if rls[i].Stage != c.stage {
+			continue
+		}
+		var ok bool
+		if ds.Entries, ok = rls[i].Append(ds.Entries, in); ok {
+			ds.Ends = append(ds.Ends, len(ds.Entries))
+		}
+	}
+}
+
+func setXHeaders(h http.Header, b *ratelimit.Bucket) {
+	limit, remaining, reset := b.State()
+	h.Set(hdrLimit, strconv.FormatInt(limit, 10))
+	h.Set(hdrRemaining, strconv.FormatInt(remaining, 10))
+	h.Set(hdrReset, strconv.FormatInt(int64((reset+time.Second-1)/time.Second), 10))
+}
+
+// setXHeadersOnResponse adds the x-ratelimit-* headers to whatever
+// response the request gets, with the bucket's state at admission.
+func setXHeadersOnResponse(req *httpfilter.Request, b *ratelimit.Bucket) {
+	limit, remaining, reset := b.State()
+	prev := req.OnResponse
+	req.OnResponse = func(h http.Header) {
+		h.Set(hdrLimit, strconv.FormatInt(limit, 10))
+		h.Set(hdrRemaining, strconv.FormatInt(remaining, 10))
+		h.Set(hdrReset, strconv.FormatInt(int64((reset+time.Second-1)/time.Second), 10))
+		if prev != nil {
+			prev(h)
+		}
+	}
 }
