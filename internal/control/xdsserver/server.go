@@ -1,0 +1,257 @@
+package xdsserver
+
+import (
+	"context"
+	"log/slog"
+	"slices"
+	"sync"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	clusterservice "github.com/envoyproxy/go-control-plane/envoy/service/cluster/v3"
+	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	endpointservice "github.com/envoyproxy/go-control-plane/envoy/service/endpoint/v3"
+	listenerservice "github.com/envoyproxy/go-control-plane/envoy/service/listener/v3"
+	routeservice "github.com/envoyproxy/go-control-plane/envoy/service/route/v3"
+	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
+	"github.com/envoyproxy/go-control-plane/pkg/cache/v3"
+	"github.com/envoyproxy/go-control-plane/pkg/server/sotw/v3"
+	serverv3 "github.com/envoyproxy/go-control-plane/pkg/server/v3"
+	"google.golang.org/grpc"
+)
+
+// MetadataProxyless is the node metadata key a proxyless gRPC client sets to
+// true. Such a node is answered with exactly the resources it names.
+const MetadataProxyless = "trellis.dev/proxyless"
+
+// Options configures a Server. The zero value is a working server without
+// callbacks that logs nothing.
+type Options struct {
+	// OnConnect is called when a node opens its first stream, with that
+	// stream's context (its peer, its deadline) and the node from its first
+	// request, before any response is sent on it: a SetResources call made
+	// here is the first thing the node receives. Nil means no call.
+	OnConnect func(ctx context.Context, node *corev3.Node)
+	// OnDisconnect is called when a node's last open stream closes. Nil
+	// means no call.
+	OnDisconnect func(node *corev3.Node)
+	// OnStatus is called after every change of a node's status: stream
+	// opened or closed, response sent, ACK, NACK. It gets a copy. Calls are
+	// serialised across all nodes and made without the server's locks
+	// held: keep it short and do not wait on xDS streams in it. Nil means
+	// no call.
+	OnStatus func(nodeID string, st NodeStatus)
+	// Logger receives connects, disconnects, NACKs and go-control-plane's
+	// own logs (its info level mapped to debug). Nil discards.
+	Logger *slog.Logger
+}
+
+// Resources is the full configuration of one node: Envoy v3 Listeners,
+// RouteConfigurations, Clusters and ClusterLoadAssignments.
+type Resources struct {
+	Listeners, Routes, Clusters, Endpoints []types.Resource
+}
+
+// Server is an xDS management server holding one snapshot per node. Create
+// it with New; it must not be copied.
+type Server struct {
+	opts Options
+	log  *slog.Logger
+	xds  serverv3.Server
+	// proxies is an ADS-mode cache (for Envoy-style clients); proxyless is
+	// the cache answering named requests with subsets (for grpc-go). Both
+	// hold every snapshot; a request goes to one by its node's metadata.
+	proxies, proxyless cache.SnapshotCache
+
+	snapMu sync.Mutex
+	snaps  map[string]*nodeSnap
+
+	mu       sync.Mutex // guards streams and nodes
+	streams  map[int64]*streamState
+	nodes    map[string]*nodeState
+	notifyMu sync.Mutex // serialises OnStatus calls
+}
+
+// nodeSnap is the current snapshot of one node with its per-type versions.
+// mu serialises SetResources calls for the node.
+type nodeSnap struct {
+	mu       sync.Mutex
+	versions [numKinds]string
+	snap     *cache.Snapshot
+}
+
+// New returns a Server configured by opts.
+func New(opts Options) *Server {
+	l := opts.Logger
+	if l == nil {
+		l = slog.New(slog.DiscardHandler)
+	}
+	l = l.With("component", "xds")
+	s := &Server{
+		opts:    opts,
+		log:     l,
+		snaps:   map[string]*nodeSnap{},
+		streams: map[int64]*streamState{},
+		nodes:   map[string]*nodeState{},
+	}
+	s.proxies = cache.NewSnapshotCache(true, cache.IDHash{}, slogAdapter{l})
+	s.proxyless = cache.NewSnapshotCache(false, cache.IDHash{}, slogAdapter{l})
+	mux := &cache.MuxCache{
+		Classify: func(r *cache.Request) string { return cacheKey(r.GetNode()) },
+		ClassifyDelta: func(r *cache.DeltaRequest) string {
+			return cacheKey(r.GetNode())
+		},
+		Caches: map[string]cache.Cache{"proxy": s.proxies, "proxyless": s.proxyless},
+	}
+	s.xds = serverv3.NewServer(context.Background(), mux, s.callbacks(), sotw.WithOrderedADS(), sotw.WithLogger(slogAdapter{l}))
+	return s
+}
+
+func cacheKey(n *corev3.Node) string {
+	if n.GetMetadata().GetFields()[MetadataProxyless].GetBoolValue() {
+		return "proxyless"
+	}
+	return "proxy"
+}
+
+// Register registers the aggregated discovery service (ADS, state of the
+// world and delta) and the listener, route, cluster and endpoint discovery
+// services on g.
+func (s *Server) Register(g *grpc.Server) {
+	discoveryv3.RegisterAggregatedDiscoveryServiceServer(g, s.xds)
+	listenerservice.RegisterListenerDiscoveryServiceServer(g, s.xds)
+	routeservice.RegisterRouteDiscoveryServiceServer(g, s.xds)
+	clusterservice.RegisterClusterDiscoveryServiceServer(g, s.xds)
+	endpointservice.RegisterEndpointDiscoveryServiceServer(g, s.xds)
+}
+
+// SetResources makes r the configuration of the node with the given ID and
+// pushes the resource types whose content changed to its open streams. It
+// reports changed=false, and pushes nothing, when r has the content the
+// node already has. r is refused whole, and nothing changes, when a
+// resource has the wrong type, no name or a duplicate name, or when the
+// snapshot is inconsistent (an EDS cluster without its
+// ClusterLoadAssignment, a route configuration no listener names, ...).
+// The resources must not be modified after the call.
+func (s *Server) SetResources(nodeID string, r Resources) (changed bool, err error) {
+	lists := r.byKind()
+	var versions [numKinds]string
+	for k := range numKinds {
+		if versions[k], err = version(k, lists[k]); err != nil {
+			return false, err
+		}
+	}
+
+	ns := s.lockNode(nodeID)
+	defer ns.mu.Unlock()
+	if ns.snap != nil && ns.versions == versions {
+		return false, nil
+	}
+	if err := consistent(r); err != nil {
+		if ns.snap == nil {
+			s.dropEmpty(nodeID, ns)
+		}
+		return false, err
+	}
+	snap := new(cache.Snapshot)
+	for k := range numKinds {
+		rt := cache.GetResponseType(typeURLs[k])
+		if ns.snap != nil && ns.versions[k] == versions[k] {
+			snap.Resources[rt] = ns.snap.Resources[rt]
+			continue
+		}
+		snap.Resources[rt] = cache.NewResources(versions[k], lists[k])
+	}
+	// Both caches get the snapshot: which one serves the node depends on
+	// the metadata of its requests, which may not have arrived yet.
+	if err := s.proxies.SetSnapshot(context.Background(), nodeID, snap); err != nil {
+		return false, err
+	}
+	if err := s.proxyless.SetSnapshot(context.Background(), nodeID, snap); err != nil {
+		return false, err
+	}
+	ns.snap, ns.versions = snap, versions
+	return true, nil
+}
+
+// lockNode returns the node's entry, created if needed, with its mutex
+// held. It retries when Clear removed the entry while it waited for the
+// mutex, so a snapshot is never set for a forgotten entry.
+func (s *Server) lockNode(nodeID string) *nodeSnap {
+	for {
+		s.snapMu.Lock()
+		ns := s.snaps[nodeID]
+		if ns == nil {
+			ns = &nodeSnap{}
+			s.snaps[nodeID] = ns
+		}
+		s.snapMu.Unlock()
+		ns.mu.Lock()
+		s.snapMu.Lock()
+		current := s.snaps[nodeID] == ns
+		s.snapMu.Unlock()
+		if current {
+			return ns
+		}
+		ns.mu.Unlock()
+	}
+}
+
+// dropEmpty forgets a node entry that SetResources created but never
+// filled. ns.mu is held.
+func (s *Server) dropEmpty(nodeID string, ns *nodeSnap) {
+	s.snapMu.Lock()
+	if s.snaps[nodeID] == ns {
+		delete(s.snaps, nodeID)
+	}
+	s.snapMu.Unlock()
+}
+
+// Clear forgets the node's resources: its open streams receive nothing more
+// (the node keeps its last configuration) until the next SetResources. The
+// node's status is forgotten too unless it has a stream open.
+func (s *Server) Clear(nodeID string) {
+	s.snapMu.Lock()
+	ns := s.snaps[nodeID]
+	delete(s.snaps, nodeID)
+	s.snapMu.Unlock()
+	if ns != nil {
+		// Wait for a SetResources in flight, so it cannot re-add the
+		// snapshot to the caches after they were cleared.
+		ns.mu.Lock()
+		ns.snap = nil
+		ns.mu.Unlock()
+	}
+	s.proxies.ClearSnapshot(nodeID)
+	s.proxyless.ClearSnapshot(nodeID)
+
+	s.mu.Lock()
+	if n, ok := s.nodes[nodeID]; ok && n.streams == 0 {
+		delete(s.nodes, nodeID)
+	}
+	s.mu.Unlock()
+}
+
+func (s *Server) hasSnapshot(nodeID string) bool {
+	s.snapMu.Lock()
+	defer s.snapMu.Unlock()
+	ns, ok := s.snaps[nodeID]
+	return ok && ns != nil
+}
+
+// Nodes returns the IDs of the known nodes, sorted: those with resources
+// and those with a tracked status.
+func (s *Server) Nodes() []string {
+	s.snapMu.Lock()
+	ids := make([]string, 0, len(s.snaps))
+	for id := range s.snaps {
+		ids = append(ids, id)
+	}
+	s.snapMu.Unlock()
+	s.mu.Lock()
+	for id := range s.nodes {
+		ids = append(ids, id)
+	}
+	s.mu.Unlock()
+	slices.Sort(ids)
+	return slices.Compact(ids)
+}
