@@ -82,6 +82,9 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if !strings.HasPrefix(r.URL.Path, grpcHealthPrefix) {
 			s.requests.Add(1)
 		}
+		if st := s.faults.Load(); st != nil && !st.inject(w, r, true) {
+			return
+		}
 		// The gRPC interceptors add x-echo-name as metadata; setting the
 		// header here too would send it twice.
 		s.grpc.ServeHTTP(w, r)
@@ -90,15 +93,24 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h := w.Header()
 	h[hdrName] = s.nameHdr
 	h[hdrVersion] = s.versionHdr
-	switch r.URL.Path {
-	case pathHealthz:
-		s.serveHealthz(w)
-		return
-	case pathStats:
+	if r.URL.Path == pathStats {
 		s.serveStats(w)
 		return
 	}
-	s.requests.Add(1)
+	if strings.HasPrefix(r.URL.Path, pathFaultsPrefix) {
+		s.serveFaults(w, r)
+		return
+	}
+	if r.URL.Path != pathHealthz {
+		s.requests.Add(1)
+	}
+	if st := s.faults.Load(); st != nil && !st.inject(w, r, false) {
+		return
+	}
+	if r.URL.Path == pathHealthz {
+		s.serveHealthz(w)
+		return
+	}
 	if proto, ok := upgradeProto(r); ok {
 		if r.URL.Path == pathWebSocket && strings.EqualFold(proto, "websocket") {
 			s.ws.ServeHTTP(w, r)

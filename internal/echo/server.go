@@ -47,6 +47,8 @@ type Server struct {
 	requests atomic.Uint64
 	tcpConns atomic.Uint64
 	lastSize atomic.Pointer[sizeHeader]
+	faults   atomic.Pointer[faultState] // nil: healthy
+	faultsMu sync.Mutex                 // serialises SetFaults
 
 	mu       sync.Mutex // guards the fields below
 	started  bool
@@ -196,6 +198,7 @@ func (s *Server) Serve(ctx context.Context) error {
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.draining.Store(true)
 	s.health.Shutdown()
+	_ = s.SetFaults(Faults{}) // release requests held by Hang, so they drain
 	s.tunnels.drain()
 
 	s.mu.Lock()
