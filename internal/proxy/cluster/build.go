@@ -66,6 +66,14 @@ func (m *Manager) build(pc *clusterv3.Cluster, secrets tlsx.Secrets) (*Cluster, 
 	if c.policy, err = policyFor(pc); err != nil {
 		errs = append(errs, err)
 	}
+	if pc.GetCommonLbConfig().GetLocalityWeightedLbConfig() != nil {
+		c.localityLB = true
+		// A hashing policy maps a request to one host across the whole
+		// priority; choosing a locality at random first would undo that.
+		if lp := pc.GetLbPolicy(); pc.GetLoadBalancingPolicy() == nil && (lp == clusterv3.Cluster_RING_HASH || lp == clusterv3.Cluster_MAGLEV) {
+			fail("common_lb_config.locality_weighted_lb_config: not supported with lb_policy %v", lp)
+		}
+	}
 	if thresholds, err := circuit.ParseConfig(pc.GetCircuitBreakers()); err != nil {
 		errs = append(errs, decode.PrefixErrors("circuit_breakers", err))
 	} else {
@@ -220,11 +228,25 @@ func policyFor(pc *clusterv3.Cluster) (lb.Policy, error) {
 func (c *Cluster) buildEndpoints(pc *clusterv3.Cluster) error {
 	var errs []error
 	la := pc.GetLoadAssignment()
+	type prioLoc struct {
+		priority uint32
+		locality string
+	}
+	seen := map[prioLoc]int{}
 	for i, le := range la.GetEndpoints() {
 		loc := le.GetLocality()
 		locName := loc.GetRegion() + "/" + loc.GetZone() + "/" + loc.GetSubZone()
 		if loc == nil {
 			locName = ""
+		}
+		if c.localityLB {
+			// Each locality of a priority has one weight.
+			k := prioLoc{le.GetPriority(), locName}
+			if j, dup := seen[k]; dup {
+				errs = append(errs, fmt.Errorf("load_assignment.endpoints[%d].locality: %q at priority %d is already endpoints[%d] (locality-weighted load balancing needs one entry per locality)", i, locName, k.priority, j))
+				continue
+			}
+			seen[k] = i
 		}
 		for j, e := range le.GetLbEndpoints() {
 			path := fmt.Sprintf("load_assignment.endpoints[%d].lb_endpoints[%d]", i, j)
@@ -249,6 +271,7 @@ func (c *Cluster) buildEndpoints(pc *clusterv3.Cluster) error {
 				host: sa.GetAddress(), port: strconv.Itoa(int(sa.GetPortValue())),
 				hostname: e.GetEndpoint().GetHostname(), weight: w,
 				priority: le.GetPriority(), locality: locName,
+				localityWeight: le.GetLoadBalancingWeight().GetValue(),
 			})
 		}
 	}

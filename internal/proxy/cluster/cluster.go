@@ -49,6 +49,7 @@ type Cluster struct {
 	observeLatency   bool   // the policy wants Host.Observe (peak EWMA)
 	overprovisioning uint32 // percent
 	panicThreshold   uint32 // percent
+	localityLB       bool   // common_lb_config.locality_weighted_lb_config
 
 	policy    lb.Policy
 	endpoints []endpointSpec // as configured (DNS names unresolved)
@@ -67,6 +68,9 @@ type endpointSpec struct {
 	weight   uint32
 	priority uint32
 	locality string
+	// localityWeight is the load_balancing_weight of the endpoint's
+	// LocalityLbEndpoints (0 when unset).
+	localityWeight uint32
 }
 
 // hostSet is one version of the cluster's hosts with a picker per
@@ -82,6 +86,9 @@ type HostStatus struct {
 	Weight   uint32
 	Priority uint32
 	Locality string
+	// LocalityWeight is the load_balancing_weight of the host's locality,
+	// used with locality-weighted load balancing (0 when unset).
+	LocalityWeight uint32
 }
 
 // Pick chooses a host for a request, or returns nil when the cluster has

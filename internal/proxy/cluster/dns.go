@@ -50,7 +50,7 @@ func (c *Cluster) resolve(ctx context.Context) {
 		}
 		for _, ip := range ips {
 			addr := net.JoinHostPort(ip.String(), e.port)
-			all = append(all, HostStatus{Host: c.mgr.host(c.Name, addr, hostnameFor(e)), Weight: e.weight, Priority: e.priority, Locality: e.locality})
+			all = append(all, HostStatus{Host: c.mgr.host(c.Name, addr, hostnameFor(e)), Weight: e.weight, Priority: e.priority, Locality: e.locality, LocalityWeight: e.localityWeight})
 		}
 	}
 	c.setMembers(all)

@@ -283,7 +283,7 @@ func (m *Manager) staticHosts(c *Cluster) []HostStatus {
 	var all []HostStatus
 	for _, e := range c.endpoints {
 		addr := net.JoinHostPort(e.host, e.port)
-		all = append(all, HostStatus{Host: m.host(c.Name, addr, e.hostname), Weight: e.weight, Priority: e.priority, Locality: e.locality})
+		all = append(all, HostStatus{Host: m.host(c.Name, addr, e.hostname), Weight: e.weight, Priority: e.priority, Locality: e.locality, LocalityWeight: e.localityWeight})
 	}
 	return all
 }

@@ -54,11 +54,19 @@ func (c *Cluster) rebuild(all []HostStatus) {
 		pct := uint32(100 * len(healthy) / len(hosts))
 		health[i] = min(100, c.overprovisioning*uint32(len(healthy))/uint32(len(hosts)))
 		totalHealth += health[i]
-		use := healthy
-		if pct < c.panicThreshold {
-			use = members // panic: all hosts of the priority
+		var picker lb.Picker
+		switch {
+		case pct < c.panicThreshold:
+			// Panic: all hosts of the priority, whatever their locality
+			// (Envoy checks panic before choosing a locality).
+			picker = c.policy.Build(members)
+		case c.localityLB:
+			picker = c.localityWeighted(hosts)
 		}
-		s.levels = append(s.levels, level{priority: p, picker: c.policy.Build(use)})
+		if picker == nil {
+			picker = c.policy.Build(healthy)
+		}
+		s.levels = append(s.levels, level{priority: p, picker: picker})
 	}
 	switch {
 	case len(s.levels) == 0:

@@ -201,7 +201,7 @@ var supported = map[protoreflect.FullName]fieldSet{
 	"envoy.config.cluster.v3.CircuitBreakers.Thresholds": set("priority", "max_connections", "max_pending_requests",
 		"max_requests", "max_retries", "retry_budget"),
 	"envoy.config.cluster.v3.CircuitBreakers.Thresholds.RetryBudget": set("budget_percent", "min_retry_concurrency"),
-	"envoy.config.cluster.v3.Cluster.CommonLbConfig":                 set("healthy_panic_threshold"),
+	"envoy.config.cluster.v3.Cluster.CommonLbConfig":                 set("healthy_panic_threshold", "locality_weighted_lb_config"),
 	"envoy.type.v3.Percent":                                          set("value"),
 	"envoy.config.endpoint.v3.ClusterLoadAssignment.Policy":          set("overprovisioning_factor"),
 	"envoy.config.cluster.v3.Cluster.RingHashLbConfig":               set("minimum_ring_size", "maximum_ring_size", "hash_function"),
@@ -217,6 +217,7 @@ var supported = map[protoreflect.FullName]fieldSet{
 	"envoy.extensions.upstreams.http.v3.HttpProtocolOptions.ExplicitHttpConfig":      set("http_protocol_options", "http2_protocol_options"),
 	"envoy.extensions.upstreams.http.v3.HttpProtocolOptions.AutoHttpConfig":          set("http_protocol_options", "http2_protocol_options"),
 	"envoy.extensions.upstreams.http.v3.HttpProtocolOptions.UseDownstreamHttpConfig": set("http_protocol_options", "http2_protocol_options"),
+	"envoy.config.cluster.v3.Cluster.CommonLbConfig.LocalityWeightedLbConfig":        set(),
 }
 
 // Supported returns the supported-field table as message name → sorted
