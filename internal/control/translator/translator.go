@@ -1,0 +1,242 @@
+package translator
+
+import (
+	"cmp"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+
+	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/anypb"
+	gwv1 "sigs.k8s.io/gateway-api/apis/v1"
+
+	"github.com/trellis-mesh/trellis/api/v1alpha1"
+)
+
+// Proxy is the client asking for configuration: a sidecar (Dataplane set)
+// or a proxyless gRPC client of Mesh.
+type Proxy struct {
+	// Mesh is the proxy's mesh; only its objects are visible.
+	Mesh string
+	// Dataplane is the sidecar's own Dataplane; nil for proxyless clients.
+	Dataplane *v1alpha1.Dataplane
+	// Proxyless asks for the form grpc-go's xDS resolver reads: API
+	// listeners per service name instead of sockets.
+	Proxyless bool
+	// NodeID is the xDS node id, for the caller's bookkeeping; it does not
+	// change the output.
+	NodeID string
+}
+
+// Resources is one proxy's configuration: Envoy v3 Listeners, Route
+// Configurations, Clusters and ClusterLoadAssignments, each list sorted by
+// name, and what the translation read, for DependsOn.
+type Resources struct {
+	Listeners, Routes, Clusters, Endpoints []types.Resource
+	// Services are the Services this proxy's configuration reads (config
+	// scoping), including referenced ones that do not exist (yet).
+	Services map[ServiceKey]bool
+
+	mesh      string
+	self      *ServiceKey       // the sidecar's Dataplane
+	labels    map[string]string // its labels
+	httpAll   bool              // reads every HTTP service of the mesh
+	routes    map[routeKey]bool // routes read
+	selectors []map[string]string
+}
+
+// builder holds one Translate call's state.
+type builder struct {
+	m        *meshIndex
+	p        Proxy
+	callerNS string
+	res      *Resources
+	clusters map[string]clusterRef
+	routeCfg map[string]bool // route configurations already built
+}
+
+type clusterRef struct {
+	s    *service
+	port int32
+}
+
+// Translate computes p's configuration from idx. It fails only on a proxy
+// it cannot configure (no Dataplane and not proxyless, a Dataplane of
+// another mesh, two listeners on one port); references that do not resolve
+// are configuration states, translated as the Gateway API says (a 500
+// route, a left-out backend) and reported in Services for DependsOn.
+func Translate(idx *Index, p Proxy) (*Resources, error) {
+	m := idx.meshes[p.Mesh]
+	if m == nil {
+		m = &meshIndex{name: p.Mesh, defaults: trellisDefaults(), services: map[ServiceKey]*service{}, routePolicy: map[routeKey]*v1alpha1.PolicySpec{}}
+	}
+	b := &builder{m: m, p: p, clusters: map[string]clusterRef{}, routeCfg: map[string]bool{},
+		res: &Resources{Services: map[ServiceKey]bool{}, mesh: p.Mesh, routes: map[routeKey]bool{}}}
+	switch {
+	case p.Dataplane != nil:
+		if got := v1alpha1.MeshOf(p.Dataplane); got != p.Mesh {
+			return nil, fmt.Errorf("dataplane %s: belongs to mesh %q, not %q", keyOf(p.Dataplane), got, p.Mesh)
+		}
+		if err := b.sidecar(); err != nil {
+			return nil, fmt.Errorf("dataplane %s: %w", keyOf(p.Dataplane), err)
+		}
+	case p.Proxyless:
+		b.proxyless()
+	default:
+		return nil, errors.New("proxy: neither a Dataplane nor proxyless")
+	}
+	b.buildClusters()
+	for k := range b.res.Services {
+		if s := m.services[k]; s != nil {
+			b.res.selectors = append(b.res.selectors, s.spec.Selector)
+		}
+	}
+	r := b.res
+	for _, l := range [][]types.Resource{r.Listeners, r.Routes, r.Clusters, r.Endpoints} {
+		slices.SortFunc(l, func(a, b types.Resource) int { return cmp.Compare(nameOf(a), nameOf(b)) })
+	}
+	return r, nil
+}
+
+func nameOf(r types.Resource) string {
+	switch r := r.(type) {
+	case interface{ GetName() string }:
+		return r.GetName()
+	case interface{ GetClusterName() string }:
+		return r.GetClusterName()
+	}
+	return ""
+}
+
+// ClusterName is the name of the cluster (and of its load assignment) for
+// port of Service k: "<namespace>/<name>:<port>".
+func ClusterName(k ServiceKey, port int32) string {
+	return k.Namespace + "/" + k.Name + ":" + strconv.Itoa(int(port))
+}
+
+// cluster records that the proxy needs port of s and returns its name.
+func (b *builder) cluster(s *service, port int32) string {
+	name := ClusterName(s.key, port)
+	b.clusters[name] = clusterRef{s, port}
+	b.res.Services[s.key] = true
+	return name
+}
+
+// backend resolves a backendRef (or a mirror's) to a cluster name. Only
+// Services of the proxy's mesh resolve; the port may be left out when the
+// Service has one.
+func (b *builder) backend(ref gwv1.BackendObjectReference, routeNS string) (string, bool) {
+	if (ref.Group != nil && *ref.Group != "" && *ref.Group != "core") || (ref.Kind != nil && *ref.Kind != "Service") {
+		return "", false
+	}
+	k := ServiceKey{routeNS, string(ref.Name)}
+	if ref.Namespace != nil && *ref.Namespace != "" {
+		k.Namespace = string(*ref.Namespace)
+	}
+	b.res.Services[k] = true
+	s := b.m.services[k]
+	if s == nil {
+		return "", false
+	}
+	port, ok := resolvePort(s.spec, 0)
+	if ref.Port != nil {
+		port, ok = *ref.Port, portOf(s.spec, *ref.Port) != nil
+	}
+	if !ok {
+		return "", false
+	}
+	return b.cluster(s, port), true
+}
+
+// resolvePort returns port if the Service has it, or with port 0 the
+// Service's only port.
+func resolvePort(s *v1alpha1.ServiceSpec, port int32) (int32, bool) {
+	if port == 0 {
+		if len(s.Ports) == 1 {
+			return s.Ports[0].Port, true
+		}
+		return 0, false
+	}
+	return port, portOf(s, port) != nil
+}
+
+// DependsOn reports whether a change to obj (added, changed or deleted)
+// may change this proxy's output. Call it with both the old and the new
+// version of a changed object. It is exact for objects of other meshes and
+// kinds the translator ignores (false), and errs on the side of true.
+func (r *Resources) DependsOn(obj v1alpha1.Object) bool {
+	if m, ok := obj.(*v1alpha1.Mesh); ok {
+		return m.Name == r.mesh
+	}
+	if v1alpha1.MeshOf(obj) != r.mesh {
+		return false
+	}
+	switch o := obj.(type) {
+	case *v1alpha1.Service:
+		if r.Services[keyOf(o)] {
+			return true
+		}
+		if r.httpAll && slices.ContainsFunc(o.Spec.Ports, func(p v1alpha1.ServicePort) bool { return isHTTP(protocolOf(&p)) }) {
+			return true
+		}
+		return r.self != nil && selects(o.Spec.Selector, r.labels) // it may serve an inbound
+	case *v1alpha1.Dataplane:
+		if r.self != nil && *r.self == keyOf(o) {
+			return true
+		}
+		for _, sel := range r.selectors {
+			if selects(sel, o.Labels) {
+				return true // an endpoint of a Service read
+			}
+		}
+		return false
+	case *v1alpha1.TrafficPolicy:
+		ns := v1alpha1.NamespaceOf(o)
+		for _, t := range o.Spec.TargetRefs {
+			if r.Services[ServiceKey{ns, string(t.Name)}] && t.Kind == "Service" || r.routes[routeKey{string(t.Kind), ns, string(t.Name)}] {
+				return true
+			}
+		}
+		return false
+	case *gwv1.HTTPRoute:
+		return r.routeDepends("HTTPRoute", o, o.Spec.ParentRefs)
+	case *gwv1.GRPCRoute:
+		return r.routeDepends("GRPCRoute", o, o.Spec.ParentRefs)
+	case *gwv1.TCPRoute:
+		return r.routeDepends("TCPRoute", o, o.Spec.ParentRefs)
+	}
+	return false
+}
+
+func (r *Resources) routeDepends(kind string, o interface {
+	GetNamespace() string
+	GetName() string
+}, parents []gwv1.ParentReference) bool {
+	ns := cmp.Or(o.GetNamespace(), v1alpha1.DefaultNamespace)
+	if r.routes[routeKey{kind, ns, o.GetName()}] {
+		return true
+	}
+	for _, p := range parents {
+		k := ServiceKey{ns, string(p.Name)}
+		if p.Namespace != nil && *p.Namespace != "" {
+			k.Namespace = string(*p.Namespace)
+		}
+		if isServiceRef(p.Group, p.Kind) && r.Services[k] {
+			return true
+		}
+	}
+	return false
+}
+
+// mustAny packs m deterministically (so equal inputs give equal bytes).
+// It panics only on a message that cannot be marshaled: a programming
+// error in this package.
+func mustAny(m proto.Message) *anypb.Any {
+	b, err := proto.MarshalOptions{Deterministic: true}.Marshal(m)
+	if err != nil {
+		panic(fmt.Sprintf("translator: marshal %T: %v", m, err))
+	}
+	return &anypb.Any{TypeUrl: "type.googleapis.com/" + string(m.ProtoReflect().Descriptor().FullName()), Value: b}
+}
