@@ -145,7 +145,7 @@ func (p *Proxy) apply(b *bootstrapv3.Bootstrap, dryRun bool) error {
 	if dryRun {
 		return nil
 	}
-	if prev == nil && adminAddr != "" {
+	if prev == nil && adminAddr != "" && p.adminLn == nil {
 		if err := p.startAdmin(adminAddr); err != nil {
 			return fmt.Errorf("admin.address: %w", err)
 		}
@@ -176,6 +176,24 @@ func (p *Proxy) Reload() error {
 	}
 	return p.Apply(b)
 }
+
+// StartAdmin starts the admin interface on addr before any configuration
+// is applied, so /ready answers 503 (PRE_INITIALIZING) and metrics are
+// served while the proxy waits for its first configuration (from xDS). The
+// first Apply then keeps this listener. It fails if the admin interface is
+// already running.
+func (p *Proxy) StartAdmin(addr string) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.adminLn != nil {
+		return errors.New("admin interface already started")
+	}
+	return p.startAdmin(addr)
+}
+
+// Metrics returns the proxy's metrics registry, so components beside the
+// proxy (the xDS client) can register metrics served on /stats/prometheus.
+func (p *Proxy) Metrics() *metrics.Registry { return p.metrics }
 
 func (p *Proxy) startAdmin(addr string) error {
 	ln, err := admin.Listen(addr)

@@ -1,0 +1,532 @@
+package ads
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sort"
+	"strings"
+	"time"
+
+	bootstrapv3 "github.com/envoyproxy/go-control-plane/envoy/config/bootstrap/v3"
+	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
+	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	rpcstatus "google.golang.org/genproto/googleapis/rpc/status"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/trellis-mesh/trellis/internal/telemetry/metrics"
+)
+
+// Applier is the proxy as the client sees it: *proxy.Proxy. Apply must be
+// all or nothing: on error the previous configuration keeps serving.
+type Applier interface {
+	Apply(*bootstrapv3.Bootstrap) error
+}
+
+// Options configure a Client.
+type Options struct {
+	// Address is the control plane's xDS endpoint, host:port. Required.
+	Address string
+	// Node identifies the proxy to the control plane (see
+	// NodeFromDataplane, StaticNode). Required, with an id.
+	Node *corev3.Node
+	// Base is the local bootstrap: its admin, node and static resources
+	// are part of every configuration applied. Nil means none; the
+	// configuration's node is then Node.
+	Base *bootstrapv3.Bootstrap
+	// Proxy applies the assembled configurations. Required.
+	Proxy Applier
+	// Credentials secure the connection to the control plane. Nil means
+	// plaintext: anyone on the path can read and forge configuration, so
+	// use it only on loopback or a trusted network until mutual TLS
+	// (issued by the mesh's CA) is configured here.
+	Credentials credentials.TransportCredentials
+	// Backoff spaces reconnection attempts; the zero value uses the
+	// defaults (250ms doubling to 30s, full jitter).
+	Backoff Backoff
+	// CachePath, when set, is a file holding the last applied resources:
+	// written after every applied update, read by Run before it connects,
+	// so a restarted proxy serves before the control plane answers.
+	CachePath string
+	// Metrics receives the client's metrics. Nil records none.
+	Metrics *metrics.XDS
+	// Logger receives the client's logs (default slog.Default()).
+	Logger *slog.Logger
+	// OnApply, when set, is called after each configuration applied, on
+	// the client's goroutine.
+	OnApply func()
+}
+
+// Client is an ADS client feeding one proxy. Create it with New and run it
+// with Run.
+type Client struct {
+	opts  Options
+	log   *slog.Logger
+	types map[string]*typeState
+	// applied is set once a configuration (from xDS or the cache) has
+	// been applied: from then on one type may update without the other.
+	applied bool
+}
+
+// typeState is what the client knows of one resource type.
+type typeState struct {
+	url     string
+	wild    bool           // LDS and CDS: wildcard subscription
+	acked   string         // last ACKed version_info
+	nonce   string         // last response nonce on the current stream
+	current map[string]any // resources of the acked version, nil before any
+	pending map[string]any // a checked response waiting for its dependencies
+	pendVer string
+	hasPend bool
+	names   []string // the subscription last sent (sorted); nil: none sent
+	sent    bool     // a request was sent on the current stream
+
+	// rejected is the version last NACKed and rejections how many times
+	// in a row; held is a repeated NACK waiting until heldUntil (see nack).
+	rejected   string
+	rejections int
+	held       *discoveryv3.DiscoveryRequest
+	heldUntil  time.Time
+}
+
+func (t *typeState) effective() map[string]any {
+	if t.hasPend {
+		return t.pending
+	}
+	return t.current
+}
+
+// New checks opts and returns a Client.
+func New(opts Options) (*Client, error) {
+	switch {
+	case opts.Address == "":
+		return nil, errors.New("ads: control-plane address required")
+	case opts.Node.GetId() == "":
+		return nil, errors.New("ads: node id required")
+	case opts.Proxy == nil:
+		return nil, errors.New("ads: proxy required")
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	if opts.Credentials == nil {
+		opts.Credentials = insecure.NewCredentials()
+	}
+	c := &Client{opts: opts, log: opts.Logger.With("control_plane", opts.Address), types: map[string]*typeState{}}
+	for _, u := range []string{ClusterType, ListenerType, EndpointType, RouteType} {
+		c.types[u] = &typeState{url: u, wild: u == ClusterType || u == ListenerType}
+	}
+	return c, nil
+}
+
+// Run loads the cache (if any), then holds an ADS stream to the control
+// plane until ctx ends, reconnecting with back-off whenever it breaks. The
+// proxy keeps its last good configuration throughout. It returns nil when
+// ctx ends, or an error if the connection cannot be set up at all.
+func (c *Client) Run(ctx context.Context) error {
+	if c.opts.CachePath != "" {
+		c.loadCache()
+	}
+	conn, err := grpc.NewClient(c.opts.Address, grpc.WithTransportCredentials(c.opts.Credentials))
+	if err != nil {
+		return fmt.Errorf("ads: %w", err)
+	}
+	defer conn.Close()
+	ads := discoveryv3.NewAggregatedDiscoveryServiceClient(conn)
+	bo := c.opts.Backoff
+	for {
+		lived, err := c.stream(ctx, ads)
+		c.opts.Metrics.SetConnected(false)
+		if ctx.Err() != nil {
+			return nil
+		}
+		d := bo.Next(lived)
+		c.log.Warn("xDS stream ended; serving the last configuration", "error", err.Error(), "retry_in", d.Round(time.Millisecond))
+		if !sleep(ctx, d) {
+			return nil
+		}
+	}
+}
+
+// stream runs one ADS stream until it fails. lived is how long it was up
+// (from its first response; 0 if none came).
+func (c *Client) stream(ctx context.Context, ads discoveryv3.AggregatedDiscoveryServiceClient) (lived time.Duration, err error) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	st, err := ads.StreamAggregatedResources(ctx)
+	if err != nil {
+		return 0, err
+	}
+	s := &session{c: c, st: st, first: true}
+	for _, t := range c.types {
+		t.nonce, t.sent, t.held = "", false, nil
+		t.pending, t.hasPend, t.pendVer = nil, false, ""
+	}
+	// Subscribe again with the last ACKed versions: the control plane can
+	// tell what the proxy already runs.
+	for _, u := range []string{ClusterType, ListenerType} {
+		if err := s.send(c.types[u], c.types[u].acked, nil); err != nil {
+			return 0, err
+		}
+	}
+	if err := s.resubscribe(); err != nil {
+		return 0, err
+	}
+	type received struct {
+		resp *discoveryv3.DiscoveryResponse
+		err  error
+	}
+	recv := make(chan received)
+	go func() {
+		for {
+			resp, err := st.Recv()
+			select {
+			case recv <- received{resp, err}:
+			case <-ctx.Done():
+				return
+			}
+			if err != nil {
+				return
+			}
+		}
+	}()
+	var up time.Time
+	since := func() time.Duration {
+		if up.IsZero() {
+			return 0
+		}
+		return time.Since(up)
+	}
+	for {
+		var wake <-chan time.Time
+		if d, ok := s.nextHeld(); ok {
+			// Unstopped timers are collected (Go 1.23), so the returns
+			// below need not stop it.
+			tm := time.NewTimer(d)
+			wake = tm.C
+		}
+		select {
+		case r := <-recv:
+			if r.err != nil {
+				return since(), r.err
+			}
+			if up.IsZero() {
+				up = time.Now()
+				c.opts.Metrics.SetConnected(true)
+				c.log.Info("xDS stream up")
+			}
+			if err := s.handle(r.resp); err != nil {
+				return since(), err
+			}
+		case <-wake:
+			if err := s.sendHeld(); err != nil {
+				return since(), err
+			}
+		case <-ctx.Done():
+			return since(), ctx.Err()
+		}
+	}
+}
+
+// session is one stream's sending side.
+type session struct {
+	c     *Client
+	st    grpc.BidiStreamingClient[discoveryv3.DiscoveryRequest, discoveryv3.DiscoveryResponse]
+	first bool
+}
+
+// send sends a request for t: an ACK (version is the new one) or a
+// subscription change (version is the last ACKed one). It supersedes a
+// held NACK.
+func (s *session) send(t *typeState, version string, status *rpcstatus.Status) error {
+	req := &discoveryv3.DiscoveryRequest{
+		TypeUrl: t.url, VersionInfo: version, ResponseNonce: t.nonce, ResourceNames: t.names, ErrorDetail: status,
+	}
+	if s.first {
+		req.Node = s.c.opts.Node
+		s.first = false
+	}
+	t.sent, t.held = true, nil
+	return s.st.Send(req)
+}
+
+// nack rejects version of t with err, keeping t's last ACKed version.
+//
+// A control plane that answers a NACK by sending the rejected version
+// again (go-control-plane's SnapshotCache does, until its snapshot
+// changes: envoyproxy/go-control-plane#962) would loop at full speed, so a
+// repeated NACK of the same version is held back, 250ms doubling to 10s.
+// The control plane sends that type nothing new until the NACK goes out,
+// so the hold bounds how late a fixed version arrives.
+func (s *session) nack(t *typeState, version string, err error) error {
+	c := s.c
+	c.opts.Metrics.Update(shortType(t.url), false)
+	if version == t.rejected {
+		t.rejections++
+	} else {
+		t.rejected, t.rejections = version, 1
+	}
+	status := &rpcstatus.Status{Code: int32(codes.InvalidArgument), Message: err.Error()}
+	if t.rejections == 1 {
+		c.log.Warn("xDS update rejected; serving the last configuration", "type", shortType(t.url),
+			"version", version, "error", err.Error())
+		return s.send(t, t.acked, status)
+	}
+	delay := nackHoldMax
+	if n := t.rejections - 2; n < 6 {
+		delay = min(nackHoldBase<<n, nackHoldMax)
+	}
+	c.log.Debug("the control plane sent a rejected version again; holding the NACK", "type", shortType(t.url),
+		"version", version, "for", delay)
+	t.sent = true
+	t.held = &discoveryv3.DiscoveryRequest{
+		TypeUrl: t.url, VersionInfo: t.acked, ResponseNonce: t.nonce, ResourceNames: t.names, ErrorDetail: status,
+	}
+	t.heldUntil = time.Now().Add(delay)
+	return nil
+}
+
+// The hold of a repeated NACK (see nack).
+const (
+	nackHoldBase = 250 * time.Millisecond
+	nackHoldMax  = 10 * time.Second
+)
+
+// nextHeld returns how long until the first held NACK is due.
+func (s *session) nextHeld() (time.Duration, bool) {
+	var first time.Time
+	for _, t := range s.c.types {
+		if t.held != nil && (first.IsZero() || t.heldUntil.Before(first)) {
+			first = t.heldUntil
+		}
+	}
+	if first.IsZero() {
+		return 0, false
+	}
+	return max(time.Until(first), 0), true
+}
+
+// sendHeld sends the held NACKs that are due.
+func (s *session) sendHeld() error {
+	now := time.Now()
+	for _, t := range s.c.types {
+		if t.held != nil && !t.heldUntil.After(now) {
+			req := t.held
+			t.held = nil
+			if err := s.st.Send(req); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+func (s *session) handle(resp *discoveryv3.DiscoveryResponse) error {
+	c := s.c
+	t, ok := c.types[resp.GetTypeUrl()]
+	if !ok {
+		c.log.Warn("ignoring a response of a type not subscribed to", "type_url", resp.GetTypeUrl())
+		return nil
+	}
+	t.nonce = resp.GetNonce()
+	res, err := decodeAll(t.url, resp.GetResources())
+	if err != nil {
+		return s.nack(t, resp.GetVersionInfo(), err)
+	}
+	t.pending, t.pendVer, t.hasPend = res, resp.GetVersionInfo(), true
+	if err := s.resubscribe(); err != nil {
+		return err
+	}
+	return s.tryApply()
+}
+
+// resubscribe sends the EDS and RDS subscriptions the current (or pending)
+// clusters and listeners call for, where they changed.
+func (s *session) resubscribe() error {
+	var eds, rds []string
+	for _, r := range s.c.types[ClusterType].effective() {
+		if n := r.(*cluster).eds; n != "" {
+			eds = append(eds, n)
+		}
+	}
+	for _, r := range s.c.types[ListenerType].effective() {
+		rds = append(rds, r.(*listener).rds...)
+	}
+	for _, x := range []struct {
+		t     *typeState
+		names []string
+	}{{s.c.types[EndpointType], eds}, {s.c.types[RouteType], rds}} {
+		sort.Strings(x.names)
+		names := slices.Compact(x.names)
+		if x.t.sent && slices.Equal(names, x.t.names) {
+			continue
+		}
+		if !x.t.sent && len(names) == 0 {
+			continue // an empty first request would ask for nothing
+		}
+		x.t.names = names
+		if err := s.send(x.t, x.t.acked, nil); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// tryApply applies the pending responses once they form a consistent set,
+// then ACKs them. If the proxy refuses the set, the types the error blames
+// are NACKed and the rest is tried again without them.
+func (s *session) tryApply() error {
+	c := s.c
+	for {
+		var pend []*typeState
+		for _, u := range []string{ClusterType, ListenerType, EndpointType, RouteType} {
+			if c.types[u].hasPend {
+				pend = append(pend, c.types[u])
+			}
+		}
+		if len(pend) == 0 {
+			return nil
+		}
+		if !c.applied && (c.types[ClusterType].effective() == nil || c.types[ListenerType].effective() == nil) {
+			return nil // the first configuration has both listeners and clusters
+		}
+		r, missing := c.resources()
+		if missing != "" {
+			c.log.Debug("waiting for resources before applying", "missing", missing)
+			return nil
+		}
+		err := c.apply(r)
+		if err == nil {
+			for _, t := range pend {
+				t.current, t.acked = t.pending, t.pendVer
+				t.pending, t.hasPend, t.pendVer = nil, false, ""
+				t.rejected, t.rejections = "", 0
+				c.opts.Metrics.Update(shortType(t.url), true)
+				if err := s.send(t, t.acked, nil); err != nil {
+					return err
+				}
+			}
+			c.saveCache()
+			return nil
+		}
+		blamed := blame(err, pend, c.types)
+		for _, t := range blamed {
+			v := t.pendVer
+			t.pending, t.hasPend, t.pendVer = nil, false, ""
+			if err := s.nack(t, v, err); err != nil {
+				return err
+			}
+		}
+		if err := s.resubscribe(); err != nil {
+			return err
+		}
+		if len(blamed) == len(pend) {
+			return nil
+		}
+	}
+}
+
+// blame returns the types among pend that err's lines name: a line starts
+// with the kind of the resource at fault (`cluster "web": ...`). If a line
+// names no pending type, every pending type is to blame.
+func blame(err error, pend []*typeState, types map[string]*typeState) []*typeState {
+	hit := map[*typeState]bool{}
+	for _, line := range strings.Split(err.Error(), "\n") {
+		var ts []*typeState
+		switch {
+		case strings.HasPrefix(line, "listener \""):
+			ts = append(ts, types[ListenerType])
+		case strings.HasPrefix(line, "route_configuration \""):
+			ts = append(ts, types[RouteType])
+		case strings.HasPrefix(line, "cluster_load_assignment \""):
+			ts = append(ts, types[EndpointType])
+		case strings.HasPrefix(line, "cluster \""):
+			ts = append(ts, types[ClusterType])
+			if strings.Contains(line, "load_assignment") {
+				ts = append(ts, types[EndpointType])
+			}
+		}
+		found := false
+		for _, t := range ts {
+			if t.hasPend {
+				hit[t], found = true, true
+			}
+		}
+		if !found {
+			return pend
+		}
+	}
+	var out []*typeState
+	for _, t := range pend {
+		if hit[t] {
+			out = append(out, t)
+		}
+	}
+	return out
+}
+
+// resources gathers the effective resources of every type, or names one
+// that is referenced but not received yet.
+func (c *Client) resources() (Resources, string) {
+	r := Resources{
+		Listeners: map[string]*listenerv3.Listener{}, Routes: map[string]*routev3.RouteConfiguration{},
+		Clusters: map[string]*clusterv3.Cluster{}, Endpoints: map[string]*endpointv3.ClusterLoadAssignment{},
+	}
+	for n, v := range c.types[RouteType].effective() {
+		r.Routes[n] = v.(*routev3.RouteConfiguration)
+	}
+	for n, v := range c.types[EndpointType].effective() {
+		r.Endpoints[n] = v.(*endpointv3.ClusterLoadAssignment)
+	}
+	for n, v := range c.types[ClusterType].effective() {
+		cl := v.(*cluster)
+		if _, ok := r.Endpoints[cl.eds]; cl.eds != "" && !ok {
+			return r, fmt.Sprintf("cluster_load_assignment %q", cl.eds)
+		}
+		r.Clusters[n] = cl.pb
+	}
+	for n, v := range c.types[ListenerType].effective() {
+		l := v.(*listener)
+		for _, rn := range l.rds {
+			if _, ok := r.Routes[rn]; !ok {
+				return r, fmt.Sprintf("route_configuration %q", rn)
+			}
+		}
+		r.Listeners[n] = l.pb
+	}
+	return r, ""
+}
+
+// apply assembles r with the local bootstrap and hands it to the proxy.
+func (c *Client) apply(r Resources) error {
+	b, org, err := assemble(c.opts.Base, c.opts.Node, r)
+	if err != nil {
+		return err
+	}
+	if err := c.opts.Proxy.Apply(b); err != nil {
+		return org.rewrite(err)
+	}
+	c.applied = true
+	c.log.Info("xDS configuration applied", "listeners", len(r.Listeners), "clusters", len(r.Clusters),
+		"lds", c.versionOf(ListenerType), "cds", c.versionOf(ClusterType))
+	if c.opts.OnApply != nil {
+		c.opts.OnApply()
+	}
+	return nil
+}
+
+func (c *Client) versionOf(u string) string {
+	if t := c.types[u]; t.hasPend {
+		return t.pendVer
+	}
+	return c.types[u].acked
+}
