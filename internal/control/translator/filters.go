@@ -38,7 +38,7 @@ func prefixOf(m *match) string {
 	if m.pathKind != pathPrefix {
 		return ""
 	}
-	return strings.TrimRight(m.path, "/")
+	return m.path
 }
 
 // rewrite applies a URLRewrite filter: hostname → host_rewrite_literal,

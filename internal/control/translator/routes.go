@@ -26,6 +26,7 @@ const (
 )
 
 // match is one Gateway API match, normalized for HTTPRoute and GRPCRoute.
+// A prefix path has no trailing slash ("" is the root).
 type match struct {
 	pathKind int
 	path     string
@@ -163,6 +164,9 @@ func (b *builder) httpEntries(s *service, port int32, proto v1alpha1.Protocol, r
 			if gm.Method != nil {
 				m.method = string(*gm.Method)
 			}
+			if m.pathKind == pathPrefix {
+				m.path = strings.TrimRight(m.path, "/") // "/v2/" and "/v2" are the same prefix
+			}
 			out = append(out, &entry{obj: r, key: key, rule: i, index: j, m: m, build: build})
 		}
 	}
@@ -181,7 +185,7 @@ func (b *builder) grpcEntries(s *service, port int32, r *gwv1.GRPCRoute) []*entr
 			matches = []gwv1.GRPCRouteMatch{{}}
 		}
 		for j, gm := range matches {
-			m := match{pathKind: pathPrefix, path: "/"}
+			m := match{pathKind: pathPrefix}
 			if mm := gm.Method; mm != nil {
 				svc, meth := deref(mm.Service), deref(mm.Method)
 				regex := mm.Type != nil && *mm.Type == gwv1.GRPCMethodMatchRegularExpression
@@ -189,7 +193,7 @@ func (b *builder) grpcEntries(s *service, port int32, r *gwv1.GRPCRoute) []*entr
 				case !regex && svc != "" && meth != "":
 					m.pathKind, m.path = pathExact, "/"+svc+"/"+meth
 				case !regex && svc != "":
-					m.path = "/" + svc + "/"
+					m.path = "/" + svc
 				case !regex && meth != "":
 					m.pathKind, m.path = pathRegex, "/[^/]+/"+regexp.QuoteMeta(meth)
 				case regex:
@@ -224,19 +228,17 @@ func deref[T ~string](p *T) string {
 // (grpc-go has no path_separated_prefix) get the equivalent regex.
 func (b *builder) routeMatch(m *match) *routev3.RouteMatch {
 	rm := &routev3.RouteMatch{}
-	switch p := strings.TrimRight(m.path, "/"); {
+	switch {
 	case m.pathKind == pathExact:
 		rm.PathSpecifier = &routev3.RouteMatch_Path{Path: m.path}
 	case m.pathKind == pathRegex:
 		rm.PathSpecifier = &routev3.RouteMatch_SafeRegex{SafeRegex: &matcherv3.RegexMatcher{Regex: m.path}}
-	case p == "":
+	case m.path == "":
 		rm.PathSpecifier = &routev3.RouteMatch_Prefix{Prefix: "/"}
-	case strings.HasSuffix(m.path, "/") && strings.Count(m.path, "/") > 1 && b.p.Proxyless:
-		rm.PathSpecifier = &routev3.RouteMatch_Prefix{Prefix: m.path} // a gRPC service prefix: "/pkg.Svc/"
 	case b.p.Proxyless:
-		rm.PathSpecifier = &routev3.RouteMatch_SafeRegex{SafeRegex: &matcherv3.RegexMatcher{Regex: regexp.QuoteMeta(p) + "(/.*)?"}}
+		rm.PathSpecifier = &routev3.RouteMatch_SafeRegex{SafeRegex: &matcherv3.RegexMatcher{Regex: regexp.QuoteMeta(m.path) + "(/.*)?"}}
 	default:
-		rm.PathSpecifier = &routev3.RouteMatch_PathSeparatedPrefix{PathSeparatedPrefix: p}
+		rm.PathSpecifier = &routev3.RouteMatch_PathSeparatedPrefix{PathSeparatedPrefix: m.path}
 	}
 	if m.method != "" {
 		rm.Headers = append(rm.Headers, headerMatcher(valueMatch{name: ":method", value: m.method}))
