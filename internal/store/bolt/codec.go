@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/trellis-mesh/trellis/internal/store"
 )
@@ -26,25 +27,15 @@ func kindPrefix(kind string) []byte {
 	return append([]byte(kind), 0)
 }
 
+// parseDBKey splits a "resources" key. The three parts share one string.
 func parseDBKey(b []byte) (store.Key, error) {
-	var parts [3]string
-	n := 0
-	start := 0
-	for i, c := range b {
-		if c == 0 {
-			if n == 2 {
-				return store.Key{}, fmt.Errorf("resource key %q: too many separators", b)
-			}
-			parts[n] = string(b[start:i])
-			n++
-			start = i + 1
-		}
+	str := string(b)
+	kind, rest, ok1 := strings.Cut(str, "\x00")
+	ns, name, ok2 := strings.Cut(rest, "\x00")
+	if !ok1 || !ok2 || strings.IndexByte(name, 0) >= 0 {
+		return store.Key{}, fmt.Errorf("resource key %q: want kind, namespace and name separated by NUL", b)
 	}
-	if n != 2 {
-		return store.Key{}, fmt.Errorf("resource key %q: want kind, namespace and name", b)
-	}
-	parts[2] = string(b[start:])
-	return store.Key{Kind: parts[0], Namespace: parts[1], Name: parts[2]}, nil
+	return store.Key{Kind: kind, Namespace: ns, Name: name}, nil
 }
 
 func revKey(rev int64) []byte {
