@@ -13,9 +13,9 @@ import (
 	"strconv"
 	"strings"
 
+	goyaml "go.yaml.in/yaml/v2"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
-	goyaml "go.yaml.in/yaml/v2"
 	sigsjson "sigs.k8s.io/json"
 	"sigs.k8s.io/yaml"
 )
@@ -44,8 +44,11 @@ func Decode(data []byte) (Object, error) {
 		APIVersion string `json:"apiVersion"`
 		Kind       string `json:"kind"`
 	}
+	if js = bytes.TrimSpace(js); js[0] != '{' {
+		return nil, errors.New("a document must be an object with apiVersion and kind")
+	}
 	if err := json.Unmarshal(js, &tm); err != nil {
-		return nil, fmt.Errorf("not an object with apiVersion and kind: %w", err)
+		return nil, jsonError(js, err)
 	}
 	info, err := kindFor(tm.APIVersion, tm.Kind)
 	if err != nil {
@@ -137,6 +140,10 @@ func strictMessage(err error) string {
 	var fe sigsjson.FieldError
 	if errors.As(err, &fe) {
 		what := strings.TrimSuffix(err.Error(), " "+fmt.Sprintf("%q", fe.FieldPath()))
+		if strings.HasSuffix(fe.FieldPath(), ".true") || strings.HasSuffix(fe.FieldPath(), ".false") {
+			// YAML 1.1 reads unquoted on/off/yes/no keys as booleans.
+			what += ` (YAML reads an unquoted key on, off, yes or no as a boolean: quote it, as in "on":)`
+		}
 		return fe.FieldPath() + ": " + what
 	}
 	return err.Error()
