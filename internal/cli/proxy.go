@@ -12,8 +12,8 @@ import (
 func newProxyCmd() *cobra.Command {
 	o := &proxycmd.Options{}
 	cmd := &cobra.Command{
-		Use:   "proxy -c BOOTSTRAP",
-		Short: "Run the data-plane proxy from an Envoy v3 bootstrap file",
+		Use:   "proxy (-c BOOTSTRAP | --control-plane HOST:PORT --dataplane FILE)",
+		Short: "Run the data-plane proxy from an Envoy v3 bootstrap file or a control plane",
 		Long:  proxycmd.Long,
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {

@@ -36,12 +36,23 @@ type Options struct {
 	drainTimeout time.Duration
 	logLevel     string
 	logFormat    string
+
+	// xDS mode (see xds.go).
+	controlPlane string
+	dataplane    string
+	nodeID       string
+	mesh         string
+	adminAddress string
+	xdsCache     string
 }
 
 // Check validates the flags.
 func (o *Options) Check() error {
-	if o.configPath == "" {
-		return errors.New("--config-path (-c) is required")
+	if err := o.checkXDS(); err != nil {
+		return err
+	}
+	if o.configPath == "" && o.controlPlane == "" {
+		return errors.New("--config-path (-c) or --control-plane is required")
 	}
 	if o.drainTimeout < 0 {
 		return errors.New("--drain-timeout must not be negative")
@@ -59,7 +70,10 @@ func (o *Options) Check() error {
 // Long is the command's description.
 const Long = "Run the Trellis proxy. Its configuration is an Envoy v3 Bootstrap (YAML or JSON);\n" +
 	"docs/proxy-config.md lists the supported fields. SIGHUP re-reads the file and swaps\n" +
-	"the configuration without dropping connections; SIGTERM drains and exits 0."
+	"the configuration without dropping connections; SIGTERM drains and exits 0.\n\n" +
+	"With --control-plane the proxy gets its listeners, routes, clusters and endpoints over\n" +
+	"ADS instead, identified by --dataplane FILE (or --node-id and --mesh); -c then only adds\n" +
+	"the admin address and static resources. See docs/proxy-xds.md."
 
 // FlagSet is what *flag.FlagSet and cobra's *pflag.FlagSet have in common,
 // so the lean binary can parse the same flags without linking cobra.
@@ -77,6 +91,7 @@ func (o *Options) Bind(f FlagSet) {
 	f.DurationVar(&o.drainTimeout, "drain-timeout", 15*time.Second, "how long SIGTERM waits for in-flight requests")
 	f.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	f.StringVar(&o.logFormat, "log-format", "text", "log format: text or json")
+	o.bindXDS(f)
 }
 
 // Main runs the proxy command as a program of its own (trellis-proxy),
@@ -86,7 +101,8 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("trellis-proxy", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() {
-		fmt.Fprintf(stderr, "Usage: trellis-proxy -c BOOTSTRAP [flags]\n\n%s\n\nFlags:\n", Long)
+		fmt.Fprintf(stderr, "Usage: trellis-proxy -c BOOTSTRAP [flags]\n"+
+			"       trellis-proxy --control-plane HOST:PORT (--dataplane FILE | --node-id ID [--mesh M]) [-c BOOTSTRAP] [flags]\n\n%s\n\nFlags:\n", Long)
 		fs.PrintDefaults()
 	}
 	o.Bind(fs)
@@ -122,23 +138,15 @@ func Run(ctx context.Context, o *Options, stdout, stderr io.Writer) error {
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
+	if o.controlPlane != "" {
+		return runXDS(ctx, o, hup, stdout, stderr)
+	}
 	b, err := decode.LoadBootstrap(o.configPath)
 	if err != nil {
 		fmt.Fprintf(stderr, "invalid configuration: %v\n", err)
 		return ExitCode(1)
 	}
-	var lvl slog.Level
-	_ = lvl.UnmarshalText([]byte(o.logLevel))
-	hopts := &slog.HandlerOptions{Level: lvl}
-	var h slog.Handler = slog.NewTextHandler(stderr, hopts)
-	if o.logFormat == "json" {
-		h = slog.NewJSONHandler(stderr, hopts)
-	}
-	log := slog.New(h).With("component", "proxy")
-	version := "(devel)"
-	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" {
-		version = bi.Main.Version
-	}
+	log, version := o.logger(stderr), buildVersion()
 	p := proxy.New(proxy.Options{ConfigPath: o.configPath, DrainTimeout: o.drainTimeout, Logger: log, Version: version})
 	if o.validate {
 		if err := p.Validate(b); err != nil {
@@ -175,13 +183,35 @@ func Run(ctx context.Context, o *Options, stdout, stderr io.Writer) error {
 	}
 }
 
+func (o *Options) logger(stderr io.Writer) *slog.Logger {
+	var lvl slog.Level
+	_ = lvl.UnmarshalText([]byte(o.logLevel))
+	hopts := &slog.HandlerOptions{Level: lvl}
+	var h slog.Handler = slog.NewTextHandler(stderr, hopts)
+	if o.logFormat == "json" {
+		h = slog.NewJSONHandler(stderr, hopts)
+	}
+	return slog.New(h).With("component", "proxy")
+}
+
+func buildVersion() string {
+	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" {
+		return bi.Main.Version
+	}
+	return "(devel)"
+}
+
 // printAddrs prints the bound addresses, one per line, so scripts and tests
 // that asked for port 0 can find them.
 func printAddrs(w io.Writer, p *proxy.Proxy) {
 	if a := p.AdminAddr(); a != "" {
 		fmt.Fprintf(w, "admin listening on %s\n", a)
 	}
-	addrs := p.ListenerAddrs()
+	printListeners(w, p.ListenerAddrs())
+}
+
+// printListeners prints each listener's bound address, sorted by name.
+func printListeners(w io.Writer, addrs map[string]string) {
 	names := make([]string, 0, len(addrs))
 	for n := range addrs {
 		names = append(names, n)

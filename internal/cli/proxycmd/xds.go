@@ -1,0 +1,145 @@
+package proxycmd
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"maps"
+	"net"
+	"os"
+	"strconv"
+
+	bootstrapv3 "github.com/envoyproxy/go-control-plane/envoy/config/bootstrap/v3"
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+
+	"github.com/trellis-mesh/trellis/internal/proxy"
+	"github.com/trellis-mesh/trellis/internal/telemetry/metrics"
+	"github.com/trellis-mesh/trellis/internal/xds/ads"
+	"github.com/trellis-mesh/trellis/internal/xds/decode"
+)
+
+// DefaultAdminAddress is the admin interface's address in xDS mode when
+// no bootstrap file names one (Envoy's customary port).
+const DefaultAdminAddress = "127.0.0.1:9901"
+
+func (o *Options) bindXDS(f FlagSet) {
+	f.StringVar(&o.controlPlane, "control-plane", "", "control plane xDS address HOST:PORT: take the configuration over ADS (plaintext for now)")
+	f.StringVar(&o.dataplane, "dataplane", "", "Dataplane document (YAML or JSON) identifying this proxy to the control plane")
+	f.StringVar(&o.nodeID, "node-id", "", "xDS node id, instead of --dataplane (NAMESPACE/NAME)")
+	f.StringVar(&o.mesh, "mesh", "", "mesh of --node-id (default \"default\")")
+	f.StringVar(&o.adminAddress, "admin-address", DefaultAdminAddress, "admin interface address with --control-plane when the bootstrap (-c) names none")
+	f.StringVar(&o.xdsCache, "xds-cache", "", "file keeping the last configuration from the control plane, served at start until the control plane answers")
+}
+
+func (o *Options) checkXDS() error {
+	if o.controlPlane == "" {
+		for flag, v := range map[string]string{"--dataplane": o.dataplane, "--node-id": o.nodeID, "--mesh": o.mesh, "--xds-cache": o.xdsCache} {
+			if v != "" {
+				return fmt.Errorf("%s needs --control-plane", flag)
+			}
+		}
+		return nil
+	}
+	if _, _, err := net.SplitHostPort(o.controlPlane); err != nil {
+		return fmt.Errorf("--control-plane %q: want HOST:PORT", o.controlPlane)
+	}
+	switch {
+	case o.dataplane == "" && o.nodeID == "":
+		return errors.New("--control-plane needs --dataplane FILE or --node-id ID")
+	case o.dataplane != "" && o.nodeID != "":
+		return errors.New("--dataplane and --node-id exclude each other (the node id comes from the Dataplane)")
+	case o.dataplane != "" && o.mesh != "":
+		return errors.New("--mesh goes with --node-id; with --dataplane the mesh is its trellis.dev/mesh label")
+	case o.validate:
+		return errors.New("--validate checks a bootstrap file; it does not go with --control-plane")
+	}
+	if _, _, err := net.SplitHostPort(o.adminAddress); err != nil {
+		return fmt.Errorf("--admin-address %q: want HOST:PORT", o.adminAddress)
+	}
+	return nil
+}
+
+// runXDS runs the proxy with its configuration from the control plane.
+func runXDS(ctx context.Context, o *Options, hup <-chan os.Signal, stdout, stderr io.Writer) error {
+	var node *corev3.Node
+	if o.dataplane != "" {
+		n, err := ads.NodeFromDataplane(o.dataplane)
+		if err != nil {
+			fmt.Fprintf(stderr, "invalid %v\n", err)
+			return ExitCode(1)
+		}
+		node = n
+	} else {
+		node = ads.StaticNode(o.nodeID, o.mesh)
+	}
+	base := &bootstrapv3.Bootstrap{}
+	if o.configPath != "" {
+		b, err := decode.LoadBootstrap(o.configPath)
+		if err != nil {
+			fmt.Fprintf(stderr, "invalid configuration: %v\n", err)
+			return ExitCode(1)
+		}
+		base = b
+	}
+	if base.Admin == nil {
+		host, port, _ := net.SplitHostPort(o.adminAddress)
+		pv, err := strconv.ParseUint(port, 10, 16)
+		if err != nil {
+			return fmt.Errorf("--admin-address %q: port: %w", o.adminAddress, err)
+		}
+		base.Admin = &bootstrapv3.Admin{Address: &corev3.Address{Address: &corev3.Address_SocketAddress{SocketAddress: &corev3.SocketAddress{
+			Address: host, PortSpecifier: &corev3.SocketAddress_PortValue{PortValue: uint32(pv)}}}}}
+	}
+	sa := base.GetAdmin().GetAddress().GetSocketAddress()
+	adminAddr := net.JoinHostPort(sa.GetAddress(), strconv.Itoa(int(sa.GetPortValue())))
+
+	log := o.logger(stderr)
+	p := proxy.New(proxy.Options{DrainTimeout: o.drainTimeout, Logger: log, Version: buildVersion()})
+	if err := p.StartAdmin(adminAddr); err != nil {
+		fmt.Fprintf(stderr, "admin.address: %v\n", err)
+		return ExitCode(1)
+	}
+	fmt.Fprintf(stdout, "admin listening on %s\n", p.AdminAddr())
+	// Applying the local part first would make the proxy LIVE before the
+	// control plane spoke; its static resources come with the first xDS
+	// configuration instead.
+	printed := map[string]string{}
+	c, err := ads.New(ads.Options{
+		Address: o.controlPlane, Node: node, Base: base, Proxy: p, CachePath: o.xdsCache,
+		Metrics: metrics.NewXDS(p.Metrics()), Logger: log.With("component", "xds"),
+		OnApply: func() {
+			addrs := p.ListenerAddrs()
+			if !maps.Equal(addrs, printed) {
+				printListeners(stdout, addrs)
+				printed = addrs
+			}
+		},
+	})
+	if err != nil {
+		p.Shutdown(context.Background())
+		return err
+	}
+	log.Info("waiting for the configuration from the control plane", "control_plane", o.controlPlane, "node", node.GetId(), "mesh", node.GetCluster())
+	cctx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- c.Run(cctx) }()
+	for {
+		select {
+		case <-hup:
+			log.Warn("SIGHUP ignored: the configuration comes from the control plane")
+		case err := <-done:
+			// Run ends early only if it cannot start at all.
+			cancel()
+			p.Shutdown(context.Background())
+			return err
+		case <-ctx.Done():
+			cancel()
+			<-done
+			log.Info("draining", "timeout", o.drainTimeout)
+			p.Shutdown(context.Background())
+			log.Info("stopped")
+			return nil
+		}
+	}
+}
