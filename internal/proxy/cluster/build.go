@@ -131,7 +131,7 @@ func (m *Manager) build(pc *clusterv3.Cluster, secrets tlsx.Secrets) (*Cluster, 
 		} else {
 			// Health checks connect like requests (TLS included) but do
 			// not count against the circuit breakers.
-			d := newDialer(tc, protoHTTP1, func() *metrics.Cluster { return m.currentStats(c.Name) }, nil)
+			d := newDialer(tc, protoHTTP1, func() *metrics.Cluster { return m.currentStats(c.Name) }, nil, nil)
 			dial := d.dial()
 			c.health = m.checkerFor(c.Name, c.healthCfg, func(ctx context.Context, addr string) (net.Conn, error) {
 				return dial(ctx, "tcp", addr)

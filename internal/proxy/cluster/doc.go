@@ -10,5 +10,11 @@
 // new, immutable Set for a snapshot; Commit starts the Set's DNS refresh and
 // retires what the previous Set had that the new one does not.
 //
+// The Manager also keeps, per cluster name, the queue of HTTP/1.1 requests
+// waiting for an upstream connection (circuit_breakers max_pending_requests,
+// see pending.go): requests that find no idle connection while
+// max_connections are open wait there in FIFO order for a connection that
+// finishes (handed over directly) or closes (freeing a slot to dial).
+//
 // Cluster methods are safe for concurrent use; Pick does not allocate.
 package cluster

@@ -12,6 +12,9 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/trellis-mesh/trellis/internal/proxy/cluster/circuit"
+	"github.com/trellis-mesh/trellis/internal/telemetry/metrics"
 )
 
 // h1Transport is the proxy's HTTP/1.1 upstream client. Unlike
@@ -21,7 +24,10 @@ import (
 // may start before the request ends). Idle connections are kept per host in
 // LIFO order, so a busy proxy keeps few, warm connections.
 type h1Transport struct {
-	dial        func(ctx context.Context, addr string) (net.Conn, error)
+	d           *dialer
+	q           *connQueue       // the cluster's pending requests; nil: no limits
+	pending     *metrics.Pending // nil when q is
+	cxOverflow  func()           // counts a request that must wait for a connection
 	idleTimeout time.Duration
 	maxIdle     int // per host
 	bufSize     int
@@ -37,11 +43,51 @@ type h1Conn struct {
 	idleAt time.Time
 }
 
-func newH1Transport(dial func(ctx context.Context, addr string) (net.Conn, error), idleTimeout time.Duration, bufSize int) *h1Transport {
+func newH1Transport(d *dialer, q *connQueue, pending *metrics.Pending, idleTimeout time.Duration, bufSize int) *h1Transport {
 	if bufSize <= 0 {
 		bufSize = 16 << 10
 	}
-	return &h1Transport{dial: dial, idleTimeout: idleTimeout, maxIdle: 4096, bufSize: bufSize, idle: map[string][]*h1Conn{}}
+	return &h1Transport{d: d, q: q, pending: pending, cxOverflow: func() { d.stats().ConnOverflow.Inc() },
+		idleTimeout: idleTimeout, maxIdle: 4096, bufSize: bufSize, idle: map[string][]*h1Conn{}}
+}
+
+// connect returns a connection to addr for a request that found none idle.
+// Under circuit breakers the request is pending (max_pending_requests)
+// until it has one: it waits in the cluster's FIFO while max_connections
+// connections are open, and takes either a freed slot (and dials) or an
+// idle connection to addr handed over by the pool (reused is then true).
+// Errors are ConnectError, ErrPendingOverflow, or a pendingError carrying
+// the cause of ctx when it ended first.
+func (t *h1Transport) connect(ctx context.Context, addr string) (c *h1Conn, reused bool, err error) {
+	var b *circuit.Breaker
+	if t.q != nil && t.d.breakers != nil {
+		b = t.d.breakers()
+	}
+	if b == nil {
+		nc, err := t.d.open(ctx, addr, nil)
+		if err != nil {
+			return nil, false, err
+		}
+		return t.wrap(nc), false, nil
+	}
+	c, err = t.q.admit(ctx, t, addr, b, t.pending, t.cxOverflow)
+	if err != nil {
+		return nil, false, err
+	}
+	if c != nil {
+		t.q.admitted(b, t.pending)
+		return c, true, nil
+	}
+	nc, err := t.d.open(ctx, addr, b)
+	t.q.admitted(b, t.pending)
+	if err != nil {
+		return nil, false, err
+	}
+	return t.wrap(nc), false, nil
+}
+
+func (t *h1Transport) wrap(nc net.Conn) *h1Conn {
+	return &h1Conn{Conn: nc, br: bufio.NewReaderSize(nc, t.bufSize), bw: bufio.NewWriterSize(nc, t.bufSize)}
 }
 
 // CloseIdleConnections closes every pooled connection.
@@ -78,6 +124,12 @@ func (t *h1Transport) get(addr string) *h1Conn {
 }
 
 func (t *h1Transport) put(addr string, c *h1Conn) {
+	if handed, closeIt := t.q.offer(addr, c); handed {
+		return // a pending request for addr takes it
+	} else if closeIt {
+		c.Close() // frees the slot for an older request to another host
+		return
+	}
 	c.idleAt = time.Now()
 	t.mu.Lock()
 	if len(t.idle[addr]) < t.maxIdle {
@@ -103,11 +155,10 @@ func (t *h1Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		}
 		reused := c != nil
 		if c == nil {
-			nc, err := t.dial(req.Context(), addr)
-			if err != nil {
+			var err error
+			if c, reused, err = t.connect(req.Context(), addr); err != nil {
 				return nil, err
 			}
-			c = &h1Conn{Conn: nc, br: bufio.NewReaderSize(nc, t.bufSize), bw: bufio.NewWriterSize(nc, t.bufSize)}
 		}
 		resp, err := t.exchange(c, req)
 		if err == nil {

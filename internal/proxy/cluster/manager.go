@@ -30,6 +30,7 @@ type Manager struct {
 	pools    map[string]*pools // by cluster name, for the committed set
 	pending  map[string]*pools // built but not yet committed
 	breakers map[string]*circuit.Breakers
+	queues   map[string]*connQueue // pending requests, by cluster name; kept like breakers
 	guards   map[string]*guard
 	current  *Set
 	stopDNS  context.CancelFunc
@@ -49,6 +50,7 @@ func NewManager(reg *metrics.Registry, log *slog.Logger) *Manager {
 		pools:    map[string]*pools{},
 		pending:  map[string]*pools{},
 		breakers: map[string]*circuit.Breakers{},
+		queues:   map[string]*connQueue{},
 		guards:   map[string]*guard{},
 	}
 }
@@ -320,7 +322,12 @@ func (m *Manager) poolsFor(name string, cfg transportConfig) *pools {
 		}
 		return b.For(corev3.RoutingPriority_DEFAULT)
 	}
-	p := newPools(cfg, stats, breaker)
+	q := m.queues[name]
+	if q == nil {
+		q = &connQueue{}
+		m.queues[name] = q
+	}
+	p := newPools(cfg, stats, breaker, q, m.metrics.Pending(name))
 	m.pending[name] = p
 	return p
 }
@@ -370,6 +377,10 @@ func (m *Manager) Commit(set *Set) {
 	m.commitGuards(set)
 	for _, c := range set.order {
 		c.breakers.Update(c.thresholds)
+		m.mu.Lock()
+		q := m.queues[c.Name]
+		m.mu.Unlock()
+		q.released(c.breaker()) // a raised max_connections admits waiters now
 		c.committed.Store(true)
 		if c.dns != nil {
 			go c.refreshLoop(ctx)

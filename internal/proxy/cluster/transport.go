@@ -75,14 +75,14 @@ func IsConnectError(err error) bool {
 	return errors.As(err, &ce)
 }
 
-func newPools(cfg transportConfig, stats func() *metrics.Cluster, breaker func() *circuit.Breaker) *pools {
-	p := &pools{cfg: cfg, raw: newDialer(cfg, protoRaw, stats, breaker).dial()}
+func newPools(cfg transportConfig, stats func() *metrics.Cluster, breaker func() *circuit.Breaker, q *connQueue, pending *metrics.Pending) *pools {
+	p := &pools{cfg: cfg, raw: newDialer(cfg, protoRaw, stats, breaker, q).dial()}
 	switch cfg.protocol {
 	case protoDownstream:
-		p.main = newTransport(cfg, protoHTTP1, stats, breaker)
-		p.h2 = newTransport(cfg, protoHTTP2, stats, breaker)
+		p.main = newTransport(cfg, protoHTTP1, stats, breaker, q, pending)
+		p.h2 = newTransport(cfg, protoHTTP2, stats, breaker, q, pending)
 	default:
-		p.main = newTransport(cfg, cfg.protocol, stats, breaker)
+		p.main = newTransport(cfg, cfg.protocol, stats, breaker, q, pending)
 	}
 	return p
 }
@@ -93,36 +93,57 @@ func newPools(cfg transportConfig, stats func() *metrics.Cluster, breaker func()
 type dialer struct {
 	cfg      transportConfig
 	breakers func() *circuit.Breaker // nil: no connection limit
+	queue    *connQueue              // woken when a connection closes; may be nil
 	tls      *tls.Config             // with NextProtos for the protocol; nil for plaintext
 	stats    func() *metrics.Cluster
 	d        net.Dialer
 }
 
+// plain takes a connection slot (max_connections), failing at once with
+// ErrConnectionOverflow when there is none, and connects.
 func (d *dialer) plain(ctx context.Context, _, addr string) (net.Conn, error) {
-	s := d.stats()
 	var b *circuit.Breaker
 	if d.breakers != nil {
 		if b = d.breakers(); b != nil && !b.AcquireConnection() {
-			s.ConnOverflow.Inc()
+			d.stats().ConnOverflow.Inc()
 			return nil, ErrConnectionOverflow
 		}
 	}
+	return d.connect(ctx, addr, b)
+}
+
+// connect opens a TCP connection to addr holding a connection slot of b
+// (nil: none), which the connection gives back when it closes.
+func (d *dialer) connect(ctx context.Context, addr string, b *circuit.Breaker) (net.Conn, error) {
+	s := d.stats()
 	c, err := d.d.DialContext(ctx, "tcp", addr)
 	if err != nil {
 		if b != nil {
 			b.ReleaseConnection()
+			d.queue.released(b)
 		}
 		s.ConnectFail.Inc()
 		return nil, &ConnectError{Err: err}
 	}
 	s.Connections.Inc()
 	s.Active.Inc()
-	return &countedConn{Conn: c, active: s, breaker: b}, nil
+	return &countedConn{Conn: c, active: s, breaker: b, queue: d.queue}, nil
+}
+
+// open is connect plus, for TLS clusters, the handshake.
+func (d *dialer) open(ctx context.Context, addr string, b *circuit.Breaker) (net.Conn, error) {
+	c, err := d.connect(ctx, addr, b)
+	if err != nil || d.tls == nil {
+		return c, err
+	}
+	return d.handshake(ctx, c)
 }
 
 // ErrConnectionOverflow is returned when circuit_breakers max_connections
-// refuses a new upstream connection (Envoy's UO). Trellis does not queue
-// requests for a connection (max_pending_requests); they overflow at once.
+// refuses a new upstream connection (Envoy's UO): for tcp_proxy and HTTP/2
+// pools at once; HTTP/1.1 requests wait in the pending queue instead and
+// fail with ErrPendingOverflow, which matches ErrConnectionOverflow under
+// errors.Is.
 var ErrConnectionOverflow = errors.New("upstream connection limit (circuit_breakers max_connections) reached")
 
 func (d *dialer) withTLS(ctx context.Context, network, addr string) (net.Conn, error) {
@@ -130,6 +151,11 @@ func (d *dialer) withTLS(ctx context.Context, network, addr string) (net.Conn, e
 	if err != nil {
 		return nil, err
 	}
+	return d.handshake(ctx, c)
+}
+
+// handshake runs the TLS client handshake on c, closing c if it fails.
+func (d *dialer) handshake(ctx context.Context, c net.Conn) (net.Conn, error) {
 	tlsConn := tls.Client(c, d.tls)
 	hctx, cancel := context.WithTimeout(ctx, d.cfg.connectTimeout)
 	defer cancel()
@@ -150,8 +176,8 @@ func (d *dialer) dial() func(ctx context.Context, network, addr string) (net.Con
 }
 
 // newDialer returns the dialer for a cluster's transport of protocol proto.
-func newDialer(cfg transportConfig, proto protocol, stats func() *metrics.Cluster, breaker func() *circuit.Breaker) *dialer {
-	d := &dialer{cfg: cfg, stats: stats, breakers: breaker, d: net.Dialer{Timeout: cfg.connectTimeout, KeepAlive: 30 * time.Second}}
+func newDialer(cfg transportConfig, proto protocol, stats func() *metrics.Cluster, breaker func() *circuit.Breaker, q *connQueue) *dialer {
+	d := &dialer{cfg: cfg, stats: stats, breakers: breaker, queue: q, d: net.Dialer{Timeout: cfg.connectTimeout, KeepAlive: 30 * time.Second}}
 	if cfg.tls != nil {
 		d.tls = cfg.tls.Clone()
 		switch {
@@ -166,13 +192,10 @@ func newDialer(cfg transportConfig, proto protocol, stats func() *metrics.Cluste
 	return d
 }
 
-func newTransport(cfg transportConfig, proto protocol, stats func() *metrics.Cluster, breaker func() *circuit.Breaker) roundTripper {
-	d := newDialer(cfg, proto, stats, breaker)
+func newTransport(cfg transportConfig, proto protocol, stats func() *metrics.Cluster, breaker func() *circuit.Breaker, q *connQueue, pending *metrics.Pending) roundTripper {
+	d := newDialer(cfg, proto, stats, breaker, q)
 	if proto == protoHTTP1 {
-		dial := d.dial()
-		return newH1Transport(func(ctx context.Context, addr string) (net.Conn, error) {
-			return dial(ctx, "tcp", addr)
-		}, cfg.idleTimeout, cfg.bufferLimit)
+		return newH1Transport(d, q, pending, cfg.idleTimeout, cfg.bufferLimit)
 	}
 	t := &http.Transport{
 		Proxy:       nil,
@@ -219,6 +242,7 @@ type countedConn struct {
 	net.Conn
 	active  *metrics.Cluster
 	breaker *circuit.Breaker // released on Close, may be nil
+	queue   *connQueue       // told on Close, may be nil
 	once    sync.Once
 }
 
@@ -235,6 +259,7 @@ func (c *countedConn) Close() error {
 		c.active.Active.Dec()
 		if c.breaker != nil {
 			c.breaker.ReleaseConnection()
+			c.queue.released(c.breaker)
 		}
 	})
 	return c.Conn.Close()
