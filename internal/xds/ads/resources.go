@@ -102,6 +102,14 @@ func decodeAll(typeURL string, in []*anypb.Any) (map[string]any, error) {
 }
 
 func decodeOne(typeURL string, a *anypb.Any) (string, any, error) {
+	name, res, err := decodeTyped(typeURL, a)
+	if err == nil && res != nil {
+		err = checkUnknown(wire(res))
+	}
+	return name, res, err
+}
+
+func decodeTyped(typeURL string, a *anypb.Any) (string, any, error) {
 	switch typeURL {
 	case ListenerType:
 		l := &listenerv3.Listener{}
