@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -217,6 +218,29 @@ func TestHTTPLocalRateLimitDescriptors(t *testing.T) {
 	} {
 		if v := metricValue(m, series); v != want {
 			t.Errorf("%s = %v, want %v", series, v, want)
+		}
+	}
+}
+
+// TestHTTPLocalRateLimitPerConnection: with
+// local_rate_limit_per_downstream_connection each client connection has
+// its own bucket.
+func TestHTTPLocalRateLimitPerConnection(t *testing.T) {
+	e := startEcho(t, "e")
+	cfg := strings.Replace(httpRateLimitConfig, "stat_prefix: edge\n", "stat_prefix: edge\n              local_rate_limit_per_downstream_connection: true\n", 1)
+	p := startProxy(t, cfg, e.Addr())
+	base := "http://" + p.ListenerAddrs()["web"]
+	for c := range 2 {
+		tr := &http.Transport{}
+		t.Cleanup(tr.CloseIdleConnections)
+		client := &http.Client{Transport: tr} // one keep-alive connection
+		for i := range 2 {
+			if resp, _, _ := get(t, client, base+"/", nil); resp.StatusCode != 200 {
+				t.Fatalf("connection %d, request %d within its bucket: %d", c, i, resp.StatusCode)
+			}
+		}
+		if resp, _, _ := get(t, client, base+"/", nil); resp.StatusCode != 429 {
+			t.Fatalf("connection %d, third request: %d, want 429", c, resp.StatusCode)
 		}
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"sync"
 	"time"
 
 	commonrlv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/common/ratelimit/v3"
@@ -170,4 +171,75 @@ func (b *Bucket) State() (limit, remaining int64, reset time.Duration) {
 	b.refill(now)
 	reset = b.interval - now.Sub(b.last)
 	return b.max, b.tokens, reset
+}
+
+// full reports whether the bucket holds max_tokens now.
+func (b *Bucket) full() bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.refill(time.Now())
+	return b.tokens == b.max
+}
+
+// full reports whether every bucket of l is full, i.e. whether l is
+// indistinguishable from a new Limiter.
+func (l *Limiter) full() bool {
+	if l.Default != nil && !l.Default.full() {
+		return false
+	}
+	for i := range l.descriptors {
+		if !l.descriptors[i].bucket.full() {
+			return false
+		}
+	}
+	return true
+}
+
+// sweepAbove is the number of tracked connections above which
+// PerConnection forgets the limiters whose buckets are full again.
+const sweepAbove = 1024
+
+// PerConnection keeps one Limiter per downstream connection, Envoy's
+// local_rate_limit_per_downstream_connection. Connections are told apart
+// by their remote "ip:port", unique while a connection is open. There is
+// no close hook: once more than sweepAbove connections are tracked, the
+// limiters whose buckets have all refilled are dropped, which changes
+// nothing since a new Limiter starts full too. It is safe for concurrent
+// use.
+type PerConnection struct {
+	newLimiter func() *Limiter
+	mu         sync.Mutex
+	m          map[string]*Limiter
+}
+
+// NewPerConnection returns a PerConnection that makes each connection's
+// Limiter with newLimiter.
+func NewPerConnection(newLimiter func() *Limiter) *PerConnection {
+	return &PerConnection{newLimiter: newLimiter, m: map[string]*Limiter{}}
+}
+
+// For returns the Limiter of the connection from remoteAddr.
+func (p *PerConnection) For(remoteAddr string) *Limiter {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if l, ok := p.m[remoteAddr]; ok {
+		return l
+	}
+	if len(p.m) >= sweepAbove {
+		for k, l := range p.m {
+			if l.full() {
+				delete(p.m, k)
+			}
+		}
+	}
+	l := p.newLimiter()
+	p.m[remoteAddr] = l
+	return l
+}
+
+// Len returns the number of connections tracked.
+func (p *PerConnection) Len() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.m)
 }

@@ -1,6 +1,7 @@
 package ratelimit
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 	"testing/synctest"
@@ -175,4 +176,37 @@ func BenchmarkLimiterAllow(b *testing.B) {
 			b.Fatal("refused")
 		}
 	}
+}
+
+func TestPerConnection(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		p := NewPerConnection(func() *Limiter {
+			b, _ := NewBucket(tb(1, 1, time.Second))
+			l, _ := NewLimiter(b, true, nil)
+			return l
+		})
+		if ok, _ := p.For("a:1").Allow(nil); !ok {
+			t.Fatal("first request on a:1 refused")
+		}
+		if ok, _ := p.For("a:1").Allow(nil); ok {
+			t.Fatal("second request on a:1 admitted; its bucket holds one token")
+		}
+		if ok, _ := p.For("a:2").Allow(nil); !ok {
+			t.Fatal("another connection shares a:1's bucket")
+		}
+		// Above sweepAbove connections, the limiters that are full again
+		// are forgotten; a drained one is kept.
+		time.Sleep(time.Second)
+		p.For("a:1").Allow(nil) // refilled, drained again; a:2 is full
+		for i := range sweepAbove {
+			p.For(fmt.Sprint("b:", i))
+		}
+		// The sweep ran when b:1022 came (1024 tracked) and kept only a:1.
+		if n := p.Len(); n != 3 {
+			t.Fatalf("after the sweep %d connections are tracked, want 3 (a:1, b:1022, b:1023)", n)
+		}
+		if ok, _ := p.For("a:1").Allow(nil); ok {
+			t.Fatal("the sweep forgot a:1's drained bucket")
+		}
+	})
 }

@@ -29,11 +29,14 @@ const (
 type config struct {
 	statPrefix string
 	limiter    *ratelimit.Limiter // nil: no bucket at all (nothing is limited)
-	enabled    route.Share
-	enforced   route.Share
-	status     int
-	headers    http.Header
-	stats      *metrics.RateLimit // nil counts nothing
+	// perConn, set by local_rate_limit_per_downstream_connection, gives
+	// each downstream connection its own copy of limiter's buckets.
+	perConn  *ratelimit.PerConnection
+	enabled  route.Share
+	enforced route.Share
+	status   int
+	headers  http.Header
+	stats    *metrics.RateLimit // nil counts nothing
 
 	stage    uint32
 	vhMode   vhMode
@@ -69,6 +72,17 @@ func parse(a *anypb.Any, m *metrics.Registry) (*config, error) {
 			errs = append(errs, err)
 		}
 		c.limiter = l
+		if err == nil && pb.GetLocalRateLimitPerDownstreamConnection() {
+			tb, ds := pb.GetTokenBucket(), pb.GetDescriptors()
+			c.perConn = ratelimit.NewPerConnection(func() *ratelimit.Limiter {
+				var d *ratelimit.Bucket
+				if tb != nil {
+					d, _ = ratelimit.NewBucket(tb) // validated above
+				}
+				l, _ := ratelimit.NewLimiter(d, always, ds)
+				return l
+			})
+		}
 	}
 	if c.stage > 10 {
 		errs = append(errs, fmt.Errorf("stage: %d is above 10", c.stage))

@@ -77,11 +77,17 @@ func (f *filter) Wrap(next httpfilter.Handler) httpfilter.Handler {
 		// Room for a few descriptors on the stack; more spill to the heap.
 		var entries [8]ratelimit.Entry
 		var ends [4]int
-		ds := ratelimit.Descriptors{Entries: entries[:0], Ends: ends[:0]}
+		var ds ratelimit.Descriptors
 		if c.limiter.HasDescriptors() {
-			c.appendDescriptors(&ds, req)
+			// Passed and returned by value, not through a pointer, so the
+			// arrays stay on the stack.
+			ds.Entries, ds.Ends = c.appendDescriptors(entries[:0], ends[:0], req)
 		}
-		ok, b := c.limiter.Allow(&ds)
+		l := c.limiter
+		if c.perConn != nil {
+			l = c.perConn.For(req.R.RemoteAddr)
+		}
+		ok, b := l.Allow(&ds)
 		if ok {
 			c.stats.OK()
 		} else if !c.enforced.Sample() {
@@ -108,33 +114,33 @@ func (f *filter) Wrap(next httpfilter.Handler) httpfilter.Handler {
 // appendDescriptors builds the request's descriptors from the rate_limits
 // that apply (the filter's own, else the route's and the virtual host's
 // per vh_rate_limits) with the filter's stage.
-func (c *config) appendDescriptors(ds *ratelimit.Descriptors, req *httpfilter.Request) {
+func (c *config) appendDescriptors(entries []ratelimit.Entry, ends []int, req *httpfilter.Request) ([]ratelimit.Entry, []int) {
 	in := route.RateLimitInput{Request: req.R, RemoteAddr: req.R.RemoteAddr}
 	if c.hasOwn {
-		c.appendFrom(ds, c.own, &in)
-		return
+		return c.appendFrom(entries, ends, c.own, &in)
 	}
 	rt := req.Route
 	if rt == nil {
-		return
+		return entries, ends
 	}
 	in.Cluster = rt.Cluster
 	if c.vhMode != vhIgnore && rt.VirtualHost != nil && (c.vhMode == vhInclude || len(rt.RateLimits) == 0) {
-		c.appendFrom(ds, rt.VirtualHost.RateLimits, &in)
+		entries, ends = c.appendFrom(entries, ends, rt.VirtualHost.RateLimits, &in)
 	}
-	c.appendFrom(ds, rt.RateLimits, &in)
+	return c.appendFrom(entries, ends, rt.RateLimits, &in)
 }
 
-func (c *config) appendFrom(ds *ratelimit.Descriptors, rls []route.RateLimit, in *route.RateLimitInput) {
+func (c *config) appendFrom(entries []ratelimit.Entry, ends []int, rls []route.RateLimit, in *route.RateLimitInput) ([]ratelimit.Entry, []int) {
 	for i := range rls {
 		if rls[i].Stage != c.stage {
 			continue
 		}
 		var ok bool
-		if ds.Entries, ok = rls[i].Append(ds.Entries, in); ok {
-			ds.Ends = append(ds.Ends, len(ds.Entries))
+		if entries, ok = rls[i].Append(entries, in); ok {
+			ends = append(ends, len(entries))
 		}
 	}
+	return entries, ends
 }
 
 func setXHeaders(h http.Header, b *ratelimit.Bucket) {
