@@ -3,6 +3,8 @@ package xdsserver
 import (
 	"context"
 	"net"
+	"sync"
+	"sync/atomic"
 	"testing"
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
@@ -204,5 +206,79 @@ func TestProxylessGRPC(t *testing.T) {
 	t.Logf("grpc-go NACK: %s", st.Types[resource.ClusterType].NackError)
 	if got := call(t, client, 20); got["b"] != 20 {
 		t.Errorf("after NACK: got %v, want all to b", got)
+	}
+}
+
+// TestProxylessShiftWithoutErrors shifts all traffic from cluster echo-a to
+// echo-b, dropping echo-a from the configuration, while RPCs run: none
+// fails, because echo-a stays published until grpc-go has acknowledged the
+// routes that no longer use it (retain.go).
+func TestProxylessShiftWithoutErrors(t *testing.T) {
+	a, b := startBackend(t, "a"), startBackend(t, "b")
+	srv := New(Options{})
+	addr := startServer(t, srv)
+	const nodeID = "proxyless/shift"
+	if _, err := srv.SetResources(nodeID, echoWeighted(t, a, b, 50, 50)); err != nil {
+		t.Fatal(err)
+	}
+	bs, err := grpcbootstrap.Generate(grpcbootstrap.Options{ServerURI: addr, Service: "shift", NodeID: nodeID})
+	if err != nil {
+		t.Fatal(err)
+	}
+	xdsResolver, err := xds.NewXDSResolverWithConfigForTesting(bs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cc, err := grpc.NewClient("xds:///echo", grpc.WithTransportCredentials(insecure.NewCredentials()), grpc.WithResolvers(xdsResolver))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cc.Close() })
+	client := grpc_testing.NewTestServiceClient(cc)
+	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
+	defer cancel()
+	if _, err := client.EmptyCall(ctx, &grpc_testing.Empty{}, grpc.WaitForReady(true)); err != nil {
+		t.Fatalf("first call: %v", err)
+	}
+	// Both clusters in use before the shift.
+	converge(t, client, "both clusters", func(got map[string]int) bool { return got["a"] > 0 && got["b"] > 0 })
+
+	// Eight callers run through the shift; every call succeeds.
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	var failures atomic.Int64
+	for range 8 {
+		wg.Go(func() {
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				if _, err := tryCall(client, 1); err != nil {
+					if failures.Add(1) == 1 {
+						t.Errorf("call during the shift: %v", err)
+					}
+				}
+			}
+		})
+	}
+	if _, err := srv.SetResources(nodeID, echoWeighted(t, a, b, 0, 100)); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "all to b", func() bool { return call(t, client, 20)["b"] == 20 })
+	close(stop)
+	wg.Wait()
+	// echo-a is unpublished once grpc-go has acknowledged the new routes.
+	waitFor(t, "echo-a removed", func() bool {
+		srv.snapMu.Lock()
+		ns := srv.snaps[nodeID]
+		srv.snapMu.Unlock()
+		ns.mu.Lock()
+		defer ns.mu.Unlock()
+		return ns.snap == ns.target
+	})
+	if got := call(t, client, 20); got["b"] != 20 {
+		t.Errorf("after removal: %v", got)
 	}
 }

@@ -71,12 +71,16 @@ type Server struct {
 	notifyMu sync.Mutex // serialises OnStatus calls
 }
 
-// nodeSnap is the current snapshot of one node with its per-type versions.
-// mu serialises SetResources calls for the node.
+// nodeSnap is the configuration of one node. mu serialises SetResources
+// calls for the node.
 type nodeSnap struct {
-	mu       sync.Mutex
-	versions [numKinds]string
-	snap     *cache.Snapshot
+	mu sync.Mutex
+	// target is the snapshot of the latest SetResources and versions its
+	// per-type versions; snap is the one published, which also has the
+	// clusters target drops until the node acknowledges target's routes
+	// (retain.go).
+	target, snap *cache.Snapshot
+	versions     [numKinds]string
 }
 
 // New returns a Server configured by opts.
@@ -143,33 +147,27 @@ func (s *Server) SetResources(nodeID string, r Resources) (changed bool, err err
 
 	ns := s.lockNode(nodeID)
 	defer ns.mu.Unlock()
-	if ns.snap != nil && ns.versions == versions {
+	if ns.target != nil && ns.versions == versions {
 		return false, nil
 	}
 	if err := consistent(r); err != nil {
-		if ns.snap == nil {
+		if ns.target == nil {
 			s.dropEmpty(nodeID, ns)
 		}
 		return false, err
 	}
-	snap := new(cache.Snapshot)
+	target := new(cache.Snapshot)
 	for k := range numKinds {
 		rt := cache.GetResponseType(typeURLs[k])
-		if ns.snap != nil && ns.versions[k] == versions[k] {
-			snap.Resources[rt] = ns.snap.Resources[rt]
+		if ns.target != nil && ns.versions[k] == versions[k] {
+			target.Resources[rt] = ns.target.Resources[rt]
 			continue
 		}
-		snap.Resources[rt] = cache.NewResources(versions[k], lists[k])
+		target.Resources[rt] = cache.NewResources(versions[k], lists[k])
 	}
-	// Both caches get the snapshot: which one serves the node depends on
-	// the metadata of its requests, which may not have arrived yet.
-	if err := s.proxies.SetSnapshot(context.Background(), nodeID, snap); err != nil {
+	if err := s.publish(nodeID, ns, target, versions); err != nil {
 		return false, err
 	}
-	if err := s.proxyless.SetSnapshot(context.Background(), nodeID, snap); err != nil {
-		return false, err
-	}
-	ns.snap, ns.versions = snap, versions
 	return true, nil
 }
 
@@ -218,7 +216,7 @@ func (s *Server) Clear(nodeID string) {
 		// Wait for a SetResources in flight, so it cannot re-add the
 		// snapshot to the caches after they were cleared.
 		ns.mu.Lock()
-		ns.snap = nil
+		ns.snap, ns.target = nil, nil
 		ns.mu.Unlock()
 	}
 	s.proxies.ClearSnapshot(nodeID)

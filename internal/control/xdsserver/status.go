@@ -6,6 +6,7 @@ import (
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	serverv3 "github.com/envoyproxy/go-control-plane/pkg/server/v3"
 )
 
@@ -53,13 +54,17 @@ type streamState struct {
 	ctx     context.Context
 	nodeID  string // "" until the first request
 	pending map[string][]sent
+	// sent and acked are the versions last sent and acknowledged on this
+	// stream, by type URL.
+	sent, acked map[string]string
 }
 
 // nodeState is the tracked state of one node.
 type nodeState struct {
-	node    *corev3.Node
-	streams int
-	types   map[string]*TypeStatus
+	node      *corev3.Node
+	streams   int
+	streamSet map[*streamState]struct{}
+	types     map[string]*TypeStatus
 }
 
 func (n *nodeState) typ(typeURL string) *TypeStatus {
@@ -131,7 +136,7 @@ func (s *Server) callbacks() serverv3.Callbacks {
 
 func (s *Server) open(ctx context.Context, id int64, _ string) error {
 	s.mu.Lock()
-	s.streams[id] = &streamState{ctx: ctx, pending: map[string][]sent{}}
+	s.streams[id] = &streamState{ctx: ctx, pending: map[string][]sent{}, sent: map[string]string{}, acked: map[string]string{}}
 	s.mu.Unlock()
 	return nil
 }
@@ -152,11 +157,12 @@ func (s *Server) request(id int64, node *corev3.Node, typeURL, nonce, errMsg str
 		st.nodeID = node.GetId()
 		n := s.nodes[st.nodeID]
 		if n == nil {
-			n = &nodeState{types: map[string]*TypeStatus{}}
+			n = &nodeState{types: map[string]*TypeStatus{}, streamSet: map[*streamState]struct{}{}}
 			s.nodes[st.nodeID] = n
 		}
 		n.node = node
 		n.streams++
+		n.streamSet[st] = struct{}{}
 		connected = n.streams == 1
 	}
 	nodeID := st.nodeID
@@ -168,6 +174,7 @@ func (s *Server) request(id int64, node *corev3.Node, typeURL, nonce, errMsg str
 		} else {
 			t.AckedVersion, t.AckTime = version, time.Now()
 			t.NackVersion, t.NackError = "", ""
+			st.acked[typeURL] = version
 		}
 	}
 	ctx := st.ctx
@@ -178,6 +185,9 @@ func (s *Server) request(id int64, node *corev3.Node, typeURL, nonce, errMsg str
 		if s.opts.OnConnect != nil {
 			s.opts.OnConnect(ctx, node)
 		}
+	}
+	if answered && (typeURL == resource.ListenerType || typeURL == resource.RouteType) {
+		s.finish(nodeID)
 	}
 	if connected || answered {
 		if answered && isNack {
@@ -216,6 +226,7 @@ func (s *Server) response(id int64, typeURL, nonce, version string) {
 		p = append(p[:0], p[1:]...)
 	}
 	st.pending[typeURL] = append(p, sent{nonce: nonce, version: version})
+	st.sent[typeURL] = version
 	s.nodes[st.nodeID].typ(typeURL).SentVersion = version
 	nodeID := st.nodeID
 	s.mu.Unlock()
@@ -232,9 +243,11 @@ func (s *Server) closed(id int64, _ *corev3.Node) {
 	}
 	n := s.nodes[st.nodeID]
 	n.streams--
+	delete(n.streamSet, st)
 	last := n.streams == 0
 	node := n.node
 	s.mu.Unlock()
+	s.finish(st.nodeID)
 
 	if last {
 		s.log.Info("node disconnected", "node", st.nodeID)
