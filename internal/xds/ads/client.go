@@ -342,11 +342,32 @@ func (s *session) handle(resp *discoveryv3.DiscoveryResponse) error {
 	if err != nil {
 		return s.nack(t, resp.GetVersionInfo(), err)
 	}
+	if !t.wild {
+		// RouteConfigurations and ClusterLoadAssignments missing from a
+		// response are not removed (xDS protocol, "Deleting resources"):
+		// only the listeners and clusters naming them retire them.
+		res = retain(t, res)
+	}
 	t.pending, t.pendVer, t.hasPend = res, resp.GetVersionInfo(), true
 	if err := s.resubscribe(); err != nil {
 		return err
 	}
 	return s.tryApply()
+}
+
+// retain returns res plus the resources of t that its subscription still
+// names and res does not replace.
+func retain(t *typeState, res map[string]any) map[string]any {
+	prev := t.effective()
+	for _, n := range t.names {
+		if _, ok := res[n]; ok {
+			continue
+		}
+		if r, ok := prev[n]; ok {
+			res[n] = r
+		}
+	}
+	return res
 }
 
 // resubscribe sends the EDS and RDS subscriptions the current (or pending)

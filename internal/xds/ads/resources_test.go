@@ -210,3 +210,13 @@ func FuzzDecodeAll(f *testing.F) {
 		_, _ = Assemble(nil, StaticNode("n", ""), r)
 	})
 }
+
+func TestRetainKeepsSubscribedResources(t *testing.T) {
+	a, b, b2, c := &endpointv3.ClusterLoadAssignment{ClusterName: "a"}, &endpointv3.ClusterLoadAssignment{ClusterName: "b"},
+		&endpointv3.ClusterLoadAssignment{ClusterName: "b"}, &endpointv3.ClusterLoadAssignment{ClusterName: "c"}
+	ts := &typeState{url: EndpointType, names: []string{"a", "b"}, current: map[string]any{"a": a, "b": b, "c": c}}
+	got := retain(ts, map[string]any{"b": b2})
+	if len(got) != 2 || got["a"] != a || got["b"] != b2 {
+		t.Errorf("retain = %v; want a kept, b replaced, c (no longer subscribed) dropped", got)
+	}
+}
