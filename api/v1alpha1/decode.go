@@ -55,19 +55,40 @@ func Decode(data []byte) (Object, error) {
 		return nil, err
 	}
 	obj := info.New()
-	strict, err := sigsjson.UnmarshalStrict(js, obj)
+	if err := unmarshalStrictJSON(js, obj); err != nil {
+		return nil, err
+	}
+	obj.GetObjectKind().SetGroupVersionKind(gvk(info.APIVersion, info.Kind))
+	return obj, nil
+}
+
+// UnmarshalStrict decodes one YAML or JSON document into v (a pointer) as
+// Decode does: unknown and duplicate fields are errors naming their path.
+// It serves packages that decode other APIs' documents (api/smi).
+func UnmarshalStrict(data []byte, v any) error {
+	js, err := toJSON(data)
 	if err != nil {
-		return nil, jsonError(js, err)
+		return err
+	}
+	if isNull(js) {
+		return errors.New("empty document")
+	}
+	return unmarshalStrictJSON(js, v)
+}
+
+func unmarshalStrictJSON(js []byte, v any) error {
+	strict, err := sigsjson.UnmarshalStrict(js, v)
+	if err != nil {
+		return jsonError(js, err)
 	}
 	if len(strict) > 0 {
 		msgs := make([]string, len(strict))
 		for i, e := range strict {
 			msgs[i] = strictMessage(e)
 		}
-		return nil, errors.New(strings.Join(msgs, "; "))
+		return errors.New(strings.Join(msgs, "; "))
 	}
-	obj.GetObjectKind().SetGroupVersionKind(gvk(info.APIVersion, info.Kind))
-	return obj, nil
+	return nil
 }
 
 // kindFor resolves a document's apiVersion and kind.
