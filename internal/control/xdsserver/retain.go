@@ -84,7 +84,7 @@ func (s *Server) routesAcked(nodeID string, versions [numKinds]string) bool {
 	if n == nil {
 		return true
 	}
-	for st := range n.streamSet {
+	for st := range n.streams {
 		for _, k := range []kind{kindListener, kindRoute} {
 			typ := typeURLs[k]
 			if _, sent := st.sent[typ]; sent && st.acked[typ] != versions[k] {

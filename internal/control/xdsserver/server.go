@@ -223,7 +223,7 @@ func (s *Server) Clear(nodeID string) {
 	s.proxyless.ClearSnapshot(nodeID)
 
 	s.mu.Lock()
-	if n, ok := s.nodes[nodeID]; ok && n.streams == 0 {
+	if n, ok := s.nodes[nodeID]; ok && len(n.streams) == 0 {
 		delete(s.nodes, nodeID)
 	}
 	s.mu.Unlock()

@@ -2,6 +2,7 @@ package xdsserver
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"time"
 
@@ -9,6 +10,8 @@ import (
 	clusterservice "github.com/envoyproxy/go-control-plane/envoy/service/cluster/v3"
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 )
 
 // TestClusterDiscoveryService checks a per-type (non-ADS) stream.
@@ -82,4 +85,26 @@ func TestDeltaADS(t *testing.T) {
 		st, _ := srv.Status("default/delta")
 		return st.Types[resource.ClusterType].AckedVersion == r.GetSystemVersionInfo()
 	})
+}
+
+// TestNodeIDRequired checks that a stream without a node ID is refused.
+func TestNodeIDRequired(t *testing.T) {
+	srv := New(Options{})
+	cc := dial(t, startServer(t, srv))
+	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
+	defer cancel()
+	stream, err := discoveryv3.NewAggregatedDiscoveryServiceClient(cc).StreamAggregatedResources(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := stream.Send(&discoveryv3.DiscoveryRequest{Node: &corev3.Node{Cluster: "default"}, TypeUrl: resource.ClusterType}); err != nil {
+		t.Fatal(err)
+	}
+	_, err = stream.Recv()
+	if status.Code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), "node.id: required") {
+		t.Fatalf("Recv: %v, want InvalidArgument node.id: required", err)
+	}
+	if got := srv.Nodes(); len(got) != 0 {
+		t.Errorf("Nodes() = %v", got)
+	}
 }

@@ -8,6 +8,8 @@ import (
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	serverv3 "github.com/envoyproxy/go-control-plane/pkg/server/v3"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 )
 
 // NodeStatus is what the server knows of one node's xDS streams.
@@ -61,10 +63,9 @@ type streamState struct {
 
 // nodeState is the tracked state of one node.
 type nodeState struct {
-	node      *corev3.Node
-	streams   int
-	streamSet map[*streamState]struct{}
-	types     map[string]*TypeStatus
+	node    *corev3.Node
+	streams map[*streamState]struct{} // open streams
+	types   map[string]*TypeStatus
 }
 
 func (n *nodeState) typ(typeURL string) *TypeStatus {
@@ -78,8 +79,8 @@ func (n *nodeState) typ(typeURL string) *TypeStatus {
 
 func (n *nodeState) status() NodeStatus {
 	st := NodeStatus{
-		Connected: n.streams > 0,
-		Streams:   n.streams,
+		Connected: len(n.streams) > 0,
+		Streams:   len(n.streams),
 		Node:      n.node,
 		Types:     make(map[string]TypeStatus, len(n.types)),
 	}
@@ -111,7 +112,8 @@ func (s *Server) callbacks() serverv3.Callbacks {
 		StreamClosedFunc:      s.closed,
 		DeltaStreamClosedFunc: s.closed,
 		StreamRequestFunc: func(id int64, req *discoveryv3.DiscoveryRequest) error {
-			if nacked, ok := s.request(id, req.GetNode(), req.GetTypeUrl(), req.GetResponseNonce(), req.GetErrorDetail().GetMessage(), req.GetErrorDetail() != nil); ok {
+			nacked, ok, err := s.request(id, req.GetNode(), req.GetTypeUrl(), req.GetResponseNonce(), req.GetErrorDetail().GetMessage(), req.GetErrorDetail() != nil)
+			if ok {
 				// The NACK carries the last version the client accepted,
 				// which differs from the snapshot's: the cache would send
 				// the rejected version straight back, and again on every
@@ -119,14 +121,14 @@ func (s *Server) callbacks() serverv3.Callbacks {
 				// the watch waits for the next change of this type.
 				req.VersionInfo = nacked
 			}
-			return nil
+			return err
 		},
 		StreamResponseFunc: func(_ context.Context, id int64, req *discoveryv3.DiscoveryRequest, resp *discoveryv3.DiscoveryResponse) {
 			s.response(id, resp.GetTypeUrl(), resp.GetNonce(), resp.GetVersionInfo())
 		},
 		StreamDeltaRequestFunc: func(id int64, req *discoveryv3.DeltaDiscoveryRequest) error {
-			s.request(id, req.GetNode(), req.GetTypeUrl(), req.GetResponseNonce(), req.GetErrorDetail().GetMessage(), req.GetErrorDetail() != nil)
-			return nil
+			_, _, err := s.request(id, req.GetNode(), req.GetTypeUrl(), req.GetResponseNonce(), req.GetErrorDetail().GetMessage(), req.GetErrorDetail() != nil)
+			return err
 		},
 		StreamDeltaResponseFunc: func(id int64, req *discoveryv3.DeltaDiscoveryRequest, resp *discoveryv3.DeltaDiscoveryResponse) {
 			s.response(id, resp.GetTypeUrl(), resp.GetNonce(), resp.GetSystemVersionInfo())
@@ -144,26 +146,30 @@ func (s *Server) open(ctx context.Context, id int64, _ string) error {
 // request records a request. The first one binds the stream to its node
 // (and connects the node when it is its first stream); one answering a
 // response is an ACK or, with an error, a NACK. It returns the NACKed
-// version and true for a NACK.
-func (s *Server) request(id int64, node *corev3.Node, typeURL, nonce, errMsg string, isNack bool) (string, bool) {
+// version and true for a NACK, and an error, which closes the stream, for
+// a first request without a node ID.
+func (s *Server) request(id int64, node *corev3.Node, typeURL, nonce, errMsg string, isNack bool) (string, bool, error) {
 	s.mu.Lock()
 	st := s.streams[id]
 	if st == nil {
 		s.mu.Unlock()
-		return "", false
+		return "", false, nil
 	}
 	var connected bool
 	if st.nodeID == "" {
+		if node.GetId() == "" {
+			s.mu.Unlock()
+			return "", false, status.Error(codes.InvalidArgument, "node.id: required in the first request of a stream")
+		}
 		st.nodeID = node.GetId()
 		n := s.nodes[st.nodeID]
 		if n == nil {
-			n = &nodeState{types: map[string]*TypeStatus{}, streamSet: map[*streamState]struct{}{}}
+			n = &nodeState{types: map[string]*TypeStatus{}, streams: map[*streamState]struct{}{}}
 			s.nodes[st.nodeID] = n
 		}
 		n.node = node
-		n.streams++
-		n.streamSet[st] = struct{}{}
-		connected = n.streams == 1
+		n.streams[st] = struct{}{}
+		connected = len(n.streams) == 1
 	}
 	nodeID := st.nodeID
 	version, answered := st.answer(typeURL, nonce)
@@ -195,7 +201,7 @@ func (s *Server) request(id int64, node *corev3.Node, typeURL, nonce, errMsg str
 		}
 		s.notify(nodeID)
 	}
-	return version, answered && isNack
+	return version, answered && isNack, nil
 }
 
 // answer finds the response a request with nonce answers and forgets it
@@ -242,9 +248,8 @@ func (s *Server) closed(id int64, _ *corev3.Node) {
 		return
 	}
 	n := s.nodes[st.nodeID]
-	n.streams--
-	delete(n.streamSet, st)
-	last := n.streams == 0
+	delete(n.streams, st)
+	last := len(n.streams) == 0
 	node := n.node
 	s.mu.Unlock()
 	s.finish(st.nodeID)
