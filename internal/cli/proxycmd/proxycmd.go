@@ -146,7 +146,7 @@ func Run(ctx context.Context, o *Options, stdout, stderr io.Writer) error {
 		fmt.Fprintf(stderr, "invalid configuration: %v\n", err)
 		return ExitCode(1)
 	}
-	log, version := o.logger(stderr), buildVersion()
+	log, version := o.logger(stderr).With("component", "proxy"), buildVersion()
 	p := proxy.New(proxy.Options{ConfigPath: o.configPath, DrainTimeout: o.drainTimeout, Logger: log, Version: version})
 	if o.validate {
 		if err := p.Validate(b); err != nil {
@@ -191,7 +191,7 @@ func (o *Options) logger(stderr io.Writer) *slog.Logger {
 	if o.logFormat == "json" {
 		h = slog.NewJSONHandler(stderr, hopts)
 	}
-	return slog.New(h).With("component", "proxy")
+	return slog.New(h)
 }
 
 func buildVersion() string {

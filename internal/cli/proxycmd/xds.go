@@ -94,7 +94,8 @@ func runXDS(ctx context.Context, o *Options, hup <-chan os.Signal, stdout, stder
 	sa := base.GetAdmin().GetAddress().GetSocketAddress()
 	adminAddr := net.JoinHostPort(sa.GetAddress(), strconv.Itoa(int(sa.GetPortValue())))
 
-	log := o.logger(stderr)
+	root := o.logger(stderr)
+	log := root.With("component", "proxy")
 	p := proxy.New(proxy.Options{DrainTimeout: o.drainTimeout, Logger: log, Version: buildVersion()})
 	if err := p.StartAdmin(adminAddr); err != nil {
 		fmt.Fprintf(stderr, "admin.address: %v\n", err)
@@ -107,7 +108,7 @@ func runXDS(ctx context.Context, o *Options, hup <-chan os.Signal, stdout, stder
 	printed := map[string]string{}
 	c, err := ads.New(ads.Options{
 		Address: o.controlPlane, Node: node, Base: base, Proxy: p, CachePath: o.xdsCache,
-		Metrics: metrics.NewXDS(p.Metrics()), Logger: log.With("component", "xds"),
+		Metrics: metrics.NewXDS(p.Metrics()), Logger: root.With("component", "xds"),
 		OnApply: func() {
 			addrs := p.ListenerAddrs()
 			if !maps.Equal(addrs, printed) {

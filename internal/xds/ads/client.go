@@ -22,6 +22,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/keepalive"
 
 	"github.com/trellis-mesh/trellis/internal/telemetry/metrics"
 )
@@ -136,7 +137,12 @@ func (c *Client) Run(ctx context.Context) error {
 	if c.opts.CachePath != "" {
 		c.loadCache()
 	}
-	conn, err := grpc.NewClient(c.opts.Address, grpc.WithTransportCredentials(c.opts.Credentials))
+	conn, err := grpc.NewClient(c.opts.Address, grpc.WithTransportCredentials(c.opts.Credentials),
+		// A control plane that vanished without closing the connection
+		// (host gone, partition) is noticed by keepalive pings. Five
+		// minutes is grpc-go servers' default minimum ping interval:
+		// pinging more often gets the connection closed (too_many_pings).
+		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 5 * time.Minute, Timeout: 20 * time.Second}))
 	if err != nil {
 		return fmt.Errorf("ads: %w", err)
 	}
@@ -150,7 +156,11 @@ func (c *Client) Run(ctx context.Context) error {
 			return nil
 		}
 		d := bo.Next(lived)
-		c.log.Warn("xDS stream ended; serving the last configuration", "error", err.Error(), "retry_in", d.Round(time.Millisecond))
+		msg := "xDS stream ended; no configuration yet"
+		if c.applied {
+			msg = "xDS stream ended; serving the last configuration"
+		}
+		c.log.Warn(msg, "error", err.Error(), "retry_in", d.Round(time.Millisecond))
 		if !sleep(ctx, d) {
 			return nil
 		}
