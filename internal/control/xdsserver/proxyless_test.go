@@ -135,8 +135,14 @@ func TestProxylessGRPC(t *testing.T) {
 	srv := New(Options{})
 	addr := startServer(t, srv)
 	const nodeID = "proxyless/echo-client"
-	// Resources set before the client connects are its first config.
-	if _, err := srv.SetResources(nodeID, echoWeighted(t, a, b, 80, 20)); err != nil {
+	// Resources set before the client connects are its first config. They
+	// also serve a target "other" the client never dials: grpc-go asks for
+	// listener "echo" only, and gets it (an ADS-mode cache would wait for a
+	// request naming every listener).
+	first := echoWeighted(t, a, b, 80, 20)
+	first.Listeners = append(first.Listeners, apiListener(t, "other", "other"))
+	first.Routes = append(first.Routes, weightedRoute("other", map[string]uint32{"echo-a": 1}))
+	if _, err := srv.SetResources(nodeID, first); err != nil {
 		t.Fatal(err)
 	}
 	bs, err := grpcbootstrap.Generate(grpcbootstrap.Options{ServerURI: addr, Service: "echo-client", NodeID: nodeID})
