@@ -57,17 +57,15 @@ func setHTTP2(c *clusterv3.Cluster, proto v1alpha1.Protocol) {
 
 // loadAssignment groups endpoints (sorted by locality) into one
 // LocalityLbEndpoints per locality, weighted by its number of endpoints
-// (grpc-go ignores localities without a weight).
+// (grpc-go ignores localities without a weight or a Locality).
 func loadAssignment(name string, eps []endpoint) *endpointv3.ClusterLoadAssignment {
 	cla := &endpointv3.ClusterLoadAssignment{ClusterName: name}
 	var cur *endpointv3.LocalityLbEndpoints
 	var curLoc v1alpha1.Locality
 	for _, e := range eps {
 		if cur == nil || e.locality != curLoc {
-			cur, curLoc = &endpointv3.LocalityLbEndpoints{}, e.locality
-			if e.locality != (v1alpha1.Locality{}) {
-				cur.Locality = &corev3.Locality{Region: e.locality.Region, Zone: e.locality.Zone}
-			}
+			// Always a Locality, if empty: grpc-go NACKs localities without one.
+			cur, curLoc = &endpointv3.LocalityLbEndpoints{Locality: &corev3.Locality{Region: e.locality.Region, Zone: e.locality.Zone}}, e.locality
 			cla.Endpoints = append(cla.Endpoints, cur)
 		}
 		cur.LbEndpoints = append(cur.LbEndpoints, &endpointv3.LbEndpoint{HostIdentifier: &endpointv3.LbEndpoint_Endpoint{

@@ -50,6 +50,9 @@ func TestGolden(t *testing.T) {
 				want = sections["error"]
 			} else {
 				got = render(t, res)
+				if err := res.Consistent(); err != nil {
+					t.Errorf("output not consistent: %v", err)
+				}
 				if p.Dataplane != nil {
 					validateWithProxy(t, res)
 				}

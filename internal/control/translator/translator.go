@@ -7,6 +7,9 @@ import (
 	"slices"
 	"strconv"
 
+	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
@@ -239,4 +242,74 @@ func mustAny(m proto.Message) *anypb.Any {
 		panic(fmt.Sprintf("translator: marshal %T: %v", m, err))
 	}
 	return &anypb.Any{TypeUrl: "type.googleapis.com/" + string(m.ProtoReflect().Descriptor().FullName()), Value: b}
+}
+
+// Consistent checks that the output is self-contained: names are unique
+// per type, every route configuration a listener reads over RDS (in a
+// filter chain or an API listener) is present and read, and every EDS
+// cluster has its load assignment and no load assignment is left over. Use
+// it instead of go-control-plane's Snapshot.Consistent, which does not
+// follow API listeners (the proxyless form).
+func (r *Resources) Consistent() error {
+	var errs []error
+	names := func(kind string, rs []types.Resource) map[string]bool {
+		m := map[string]bool{}
+		for _, x := range rs {
+			if n := nameOf(x); m[n] {
+				errs = append(errs, fmt.Errorf("%s %q: duplicate", kind, n))
+			} else {
+				m[n] = true
+			}
+		}
+		return m
+	}
+	names("listener", r.Listeners)
+	routes, clas := names("route configuration", r.Routes), names("load assignment", r.Endpoints)
+	names("cluster", r.Clusters)
+	readRoutes, edsClusters := map[string]bool{}, map[string]bool{}
+	for _, x := range r.Listeners {
+		l := x.(*listenerv3.Listener)
+		hcms := []*anypb.Any{l.GetApiListener().GetApiListener()}
+		for _, fc := range l.GetFilterChains() {
+			for _, f := range fc.GetFilters() {
+				hcms = append(hcms, f.GetTypedConfig())
+			}
+		}
+		for _, a := range hcms {
+			h := &hcmv3.HttpConnectionManager{}
+			if a == nil || !a.MessageIs(h) {
+				continue
+			}
+			if err := a.UnmarshalTo(h); err != nil {
+				errs = append(errs, fmt.Errorf("listener %q: %w", l.GetName(), err))
+				continue
+			}
+			if n := h.GetRds().GetRouteConfigName(); n != "" {
+				readRoutes[n] = true
+				if !routes[n] {
+					errs = append(errs, fmt.Errorf("listener %q: route configuration %q missing", l.GetName(), n))
+				}
+			}
+		}
+	}
+	for n := range routes {
+		if !readRoutes[n] {
+			errs = append(errs, fmt.Errorf("route configuration %q: no listener reads it", n))
+		}
+	}
+	for _, x := range r.Clusters {
+		if c := x.(*clusterv3.Cluster); c.GetType() == clusterv3.Cluster_EDS {
+			edsClusters[c.GetName()] = true
+			if !clas[c.GetName()] {
+				errs = append(errs, fmt.Errorf("cluster %q: load assignment missing", c.GetName()))
+			}
+		}
+	}
+	for n := range clas {
+		if !edsClusters[n] {
+			errs = append(errs, fmt.Errorf("load assignment %q: no EDS cluster", n))
+		}
+	}
+	slices.SortFunc(errs, func(a, b error) int { return cmp.Compare(a.Error(), b.Error()) })
+	return errors.Join(errs...)
 }
