@@ -1,6 +1,7 @@
 package v1alpha1
 
 import (
+	"slices"
 	"strings"
 
 	gwv1 "sigs.k8s.io/gateway-api/apis/v1"
@@ -46,16 +47,17 @@ type KindInfo struct {
 // Kinds lists every kind Trellis stores, in the order a control plane
 // should apply them (referenced kinds before referencing ones). The slice is
 // new on each call.
-func Kinds() []KindInfo {
-	return []KindInfo{
-		{Kind: KindMesh, APIVersion: APIVersion, Plural: "meshes", New: func() Object { return typed(&Mesh{}, APIVersion, KindMesh) }},
-		{Kind: KindService, APIVersion: APIVersion, Namespaced: true, Plural: "services", Short: "svc", New: func() Object { return typed(&Service{}, APIVersion, KindService) }},
-		{Kind: KindDataplane, APIVersion: APIVersion, Namespaced: true, Plural: "dataplanes", Short: "dp", New: func() Object { return typed(&Dataplane{}, APIVersion, KindDataplane) }},
-		{Kind: KindHTTPRoute, APIVersion: GatewayAPIVersion, Namespaced: true, Plural: "httproutes", New: func() Object { return typed(&gwv1.HTTPRoute{}, GatewayAPIVersion, KindHTTPRoute) }},
-		{Kind: KindGRPCRoute, APIVersion: GatewayAPIVersion, Namespaced: true, Plural: "grpcroutes", New: func() Object { return typed(&gwv1.GRPCRoute{}, GatewayAPIVersion, KindGRPCRoute) }},
-		{Kind: KindTCPRoute, APIVersion: GatewayAPIVersion, Namespaced: true, Plural: "tcproutes", New: func() Object { return typed(&gwv1.TCPRoute{}, GatewayAPIVersion, KindTCPRoute) }},
-		{Kind: KindTrafficPolicy, APIVersion: APIVersion, Namespaced: true, Plural: "trafficpolicies", Short: "tp", New: func() Object { return typed(&TrafficPolicy{}, APIVersion, KindTrafficPolicy) }},
-	}
+func Kinds() []KindInfo { return slices.Clone(kinds) }
+
+// kinds is the registry's one immutable table.
+var kinds = []KindInfo{
+	{Kind: KindMesh, APIVersion: APIVersion, Plural: "meshes", New: func() Object { return typed(&Mesh{}, APIVersion, KindMesh) }},
+	{Kind: KindService, APIVersion: APIVersion, Namespaced: true, Plural: "services", Short: "svc", New: func() Object { return typed(&Service{}, APIVersion, KindService) }},
+	{Kind: KindDataplane, APIVersion: APIVersion, Namespaced: true, Plural: "dataplanes", Short: "dp", New: func() Object { return typed(&Dataplane{}, APIVersion, KindDataplane) }},
+	{Kind: KindHTTPRoute, APIVersion: GatewayAPIVersion, Namespaced: true, Plural: "httproutes", New: func() Object { return typed(&gwv1.HTTPRoute{}, GatewayAPIVersion, KindHTTPRoute) }},
+	{Kind: KindGRPCRoute, APIVersion: GatewayAPIVersion, Namespaced: true, Plural: "grpcroutes", New: func() Object { return typed(&gwv1.GRPCRoute{}, GatewayAPIVersion, KindGRPCRoute) }},
+	{Kind: KindTCPRoute, APIVersion: GatewayAPIVersion, Namespaced: true, Plural: "tcproutes", New: func() Object { return typed(&gwv1.TCPRoute{}, GatewayAPIVersion, KindTCPRoute) }},
+	{Kind: KindTrafficPolicy, APIVersion: APIVersion, Namespaced: true, Plural: "trafficpolicies", Short: "tp", New: func() Object { return typed(&TrafficPolicy{}, APIVersion, KindTrafficPolicy) }},
 }
 
 func typed(o Object, apiVersion, kind string) Object {
@@ -66,7 +68,7 @@ func typed(o Object, apiVersion, kind string) Object {
 // LookupKind finds a kind by its name, plural or short name, ignoring case
 // ("svc", "Services", "service" all find Service).
 func LookupKind(name string) (KindInfo, bool) {
-	for _, k := range Kinds() {
+	for _, k := range kinds {
 		if strings.EqualFold(name, k.Kind) || strings.EqualFold(name, k.Plural) || (k.Short != "" && strings.EqualFold(name, k.Short)) {
 			return k, true
 		}
@@ -97,7 +99,7 @@ func KindOf(obj Object) string {
 }
 
 func kindInfo(kind string) (KindInfo, bool) {
-	for _, k := range Kinds() {
+	for _, k := range kinds {
 		if k.Kind == kind {
 			return k, true
 		}
