@@ -27,19 +27,45 @@ func (b *builder) buildClusters() {
 	slices.Sort(names)
 	for _, name := range names {
 		ref := b.clusters[name]
-		proto := protocolOf(portOf(ref.s.spec, ref.port))
-		c := &clusterv3.Cluster{
-			Name:                 name,
-			ClusterDiscoveryType: &clusterv3.Cluster_Type{Type: clusterv3.Cluster_EDS},
-			EdsClusterConfig:     &clusterv3.Cluster_EdsClusterConfig{EdsConfig: adsSource()},
-		}
-		applyClusterPolicy(c, &ref.s.policy, proto, b.p.Proxyless)
-		if !b.p.Proxyless {
-			setHTTP2(c, proto)
-		}
-		b.res.Clusters = append(b.res.Clusters, c)
-		b.res.Endpoints = append(b.res.Endpoints, loadAssignment(name, ref.s.endpoints[ref.port]))
+		bc := ref.s.built(ref.port, b.p.Proxyless)
+		b.res.Clusters = append(b.res.Clusters, bc.cluster)
+		b.res.Endpoints = append(b.res.Endpoints, bc.endpoints)
 	}
+}
+
+// builtCluster is a service port's cluster and load assignment. They
+// depend only on the Index (not on the asking proxy), so each Index builds
+// them once and every proxy's Resources share them.
+type builtCluster struct {
+	cluster   *clusterv3.Cluster
+	endpoints *endpointv3.ClusterLoadAssignment
+}
+
+type builtKey struct {
+	port      int32
+	proxyless bool
+}
+
+// built returns the cluster for port, building it on first use. Concurrent
+// first uses may build it twice; the results are equal and one is kept.
+func (s *service) built(port int32, proxyless bool) *builtCluster {
+	k := builtKey{port, proxyless}
+	if v, ok := s.cache.Load(k); ok {
+		return v.(*builtCluster)
+	}
+	name := ClusterName(s.key, port)
+	proto := protocolOf(portOf(s.spec, port))
+	c := &clusterv3.Cluster{
+		Name:                 name,
+		ClusterDiscoveryType: &clusterv3.Cluster_Type{Type: clusterv3.Cluster_EDS},
+		EdsClusterConfig:     &clusterv3.Cluster_EdsClusterConfig{EdsConfig: adsSource()},
+	}
+	applyClusterPolicy(c, &s.policy, proto, proxyless)
+	if !proxyless {
+		setHTTP2(c, proto)
+	}
+	v, _ := s.cache.LoadOrStore(k, &builtCluster{cluster: c, endpoints: loadAssignment(name, s.endpoints[port])})
+	return v.(*builtCluster)
 }
 
 // setHTTP2 makes the cluster speak HTTP/2 (h2c) to http2 and grpc ports.

@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"slices"
 	"strings"
+	"sync"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	gwv1 "sigs.k8s.io/gateway-api/apis/v1"
@@ -34,6 +35,10 @@ type meshIndex struct {
 	services   map[ServiceKey]*service
 	sorted     []*service // by namespace/name
 	dataplanes map[ServiceKey]*v1alpha1.Dataplane
+	// bySelector lists Services under one pair of their selector (the
+	// smallest), so the Services selecting a Dataplane are found from its
+	// labels without scanning the mesh.
+	bySelector map[string][]*service
 	// routePolicy is the layer of TrafficPolicies that target a route,
 	// merged (oldest wins); it goes over the parent Service's policy.
 	routePolicy map[routeKey]*v1alpha1.PolicySpec
@@ -47,6 +52,7 @@ type service struct {
 	http      []*attached[*gwv1.HTTPRoute]
 	grpc      []*attached[*gwv1.GRPCRoute]
 	tcp       []*attached[*gwv1.TCPRoute]
+	cache     sync.Map // builtKey → *builtCluster
 }
 
 // attached is a route attached to a Service through one parentRef.
@@ -68,7 +74,7 @@ func NewIndex(objs []v1alpha1.Object) *Index {
 	mi := func(name string) *meshIndex {
 		m := idx.meshes[name]
 		if m == nil {
-			m = &meshIndex{name: name, services: map[ServiceKey]*service{},
+			m = &meshIndex{name: name, services: map[ServiceKey]*service{}, bySelector: map[string][]*service{},
 				dataplanes: map[ServiceKey]*v1alpha1.Dataplane{}, routePolicy: map[routeKey]*v1alpha1.PolicySpec{}}
 			idx.meshes[name] = m
 		}
@@ -117,6 +123,12 @@ func NewIndex(objs []v1alpha1.Object) *Index {
 			s.policy = m.defaults
 		}
 		slices.SortFunc(m.sorted, func(a, b *service) int { return compareKeys(a.key, b.key) })
+		for _, s := range m.sorted {
+			if len(s.spec.Selector) > 0 {
+				pair := slices.Min(selectorPairs(s.spec.Selector))
+				m.bySelector[pair] = append(m.bySelector[pair], s)
+			}
+		}
 		m.indexEndpoints()
 	}
 	attachPolicies(idx, policies)
@@ -211,6 +223,29 @@ func ready(dp *v1alpha1.Dataplane) bool {
 		}
 	}
 	return true
+}
+
+func selectorPairs(labels map[string]string) []string {
+	pairs := make([]string, 0, len(labels))
+	for k, v := range labels {
+		pairs = append(pairs, k+"="+v)
+	}
+	return pairs
+}
+
+// selecting returns the Services selecting labels, sorted by namespace
+// and name.
+func (m *meshIndex) selecting(labels map[string]string) []*service {
+	var out []*service
+	for _, pair := range selectorPairs(labels) {
+		for _, s := range m.bySelector[pair] {
+			if selects(s.spec.Selector, labels) {
+				out = append(out, s)
+			}
+		}
+	}
+	slices.SortFunc(out, func(a, b *service) int { return compareKeys(a.key, b.key) })
+	return out
 }
 
 func selects(selector, labels map[string]string) bool {

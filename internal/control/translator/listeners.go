@@ -74,8 +74,8 @@ func (b *builder) inbound(in v1alpha1.Inbound) {
 	dp := b.p.Dataplane
 	sp := servicePortOf(in)
 	var served *service
-	for _, s := range b.m.sorted {
-		if portOf(s.spec, sp) != nil && selects(s.spec.Selector, dp.Labels) {
+	for _, s := range b.m.selecting(dp.Labels) {
+		if portOf(s.spec, sp) != nil {
 			b.res.Services[s.key] = true
 			if served == nil {
 				served = s

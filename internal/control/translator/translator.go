@@ -35,7 +35,9 @@ type Proxy struct {
 
 // Resources is one proxy's configuration: Envoy v3 Listeners, Route
 // Configurations, Clusters and ClusterLoadAssignments, each list sorted by
-// name, and what the translation read, for DependsOn.
+// name, and what the translation read, for DependsOn. The messages are
+// shared with the Index and other proxies' Resources: treat them as
+// read-only (clone before changing one).
 type Resources struct {
 	Listeners, Routes, Clusters, Endpoints []types.Resource
 	// Services are the Services this proxy's configuration reads (config
@@ -73,7 +75,8 @@ type clusterRef struct {
 func Translate(idx *Index, p Proxy) (*Resources, error) {
 	m := idx.meshes[p.Mesh]
 	if m == nil {
-		m = &meshIndex{name: p.Mesh, defaults: trellisDefaults(), services: map[ServiceKey]*service{}, routePolicy: map[routeKey]*v1alpha1.PolicySpec{}}
+		m = &meshIndex{name: p.Mesh, defaults: trellisDefaults(), services: map[ServiceKey]*service{},
+			bySelector: map[string][]*service{}, routePolicy: map[routeKey]*v1alpha1.PolicySpec{}}
 	}
 	b := &builder{m: m, p: p, clusters: map[string]clusterRef{}, routeCfg: map[string]bool{},
 		res: &Resources{Services: map[ServiceKey]bool{}, mesh: p.Mesh, routes: map[routeKey]bool{}}}
