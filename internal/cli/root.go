@@ -44,6 +44,12 @@ func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
 	root.SetErr(stderr)
 	root.AddCommand(
 		newProxyCmd(),
+		newControlCmd(),
+		newApplyCmd(),
+		newGetCmd(),
+		newDescribeCmd(),
+		newDeleteCmd(),
+		newBootstrapCmd(),
 		newEchoCmd(),
 		newDemoCmd(),
 		newVersionCmd(),

@@ -1,0 +1,226 @@
+// Package control wires the control plane: the REST API over the store, the
+// reconciler that turns stored resources into per-proxy xDS snapshots, the
+// xDS server proxies connect to, and the registration of the Dataplanes they
+// announce.
+package control
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/keepalive"
+
+	"github.com/trellis-mesh/trellis/internal/control/client"
+	"github.com/trellis-mesh/trellis/internal/control/manager"
+	"github.com/trellis-mesh/trellis/internal/control/server"
+	"github.com/trellis-mesh/trellis/internal/control/xdsserver"
+	"github.com/trellis-mesh/trellis/internal/store"
+)
+
+// Defaults of Options.
+const (
+	DefaultAPIAddr         = "127.0.0.1:7070"
+	DefaultXDSAddr         = "127.0.0.1:7071"
+	DefaultDisconnectGrace = 30 * time.Second
+	DefaultDrainTimeout    = 10 * time.Second
+	// TokenFile is the admin token's file in the data directory.
+	TokenFile = "admin.token"
+)
+
+// Options configure a control plane.
+type Options struct {
+	// Store holds the resources. Required; Control does not close it.
+	Store store.Store
+	// APIAddr and XDSAddr are the listen addresses of the REST API and of
+	// the xDS gRPC endpoint. Port 0 picks a free port (see Addrs).
+	APIAddr, XDSAddr string
+	// DataDir holds the admin token and the client config. Empty: do not
+	// write them, and serve the API without a token unless Token is set.
+	DataDir string
+	// Token overrides the token read from or created in DataDir.
+	Token string
+	// Name identifies this replica in Dataplane status. Default: host name
+	// plus xDS address.
+	Name string
+	// DisconnectGrace is how long a proxy may stay away before its
+	// Dataplane is marked not ready and its endpoints are withdrawn.
+	DisconnectGrace time.Duration
+	// DrainTimeout bounds a graceful stop.
+	DrainTimeout time.Duration
+	Logger       *slog.Logger
+}
+
+// Control is a running control-plane replica.
+type Control struct {
+	opts  Options
+	log   *slog.Logger
+	store store.Store
+	mgr   *manager.Manager
+	xds   *xdsserver.Server
+	rec   *reconciler
+	reg   *registrar
+	now   func() time.Time
+	ctx   context.Context
+
+	apiLn, xdsLn net.Listener
+	token        string
+}
+
+// New validates opts, binds both listeners and prepares the data directory;
+// Run serves.
+func New(opts Options) (*Control, error) {
+	if opts.Store == nil {
+		return nil, errors.New("control: a store is required")
+	}
+	if opts.APIAddr == "" {
+		opts.APIAddr = DefaultAPIAddr
+	}
+	if opts.XDSAddr == "" {
+		opts.XDSAddr = DefaultXDSAddr
+	}
+	if opts.DisconnectGrace <= 0 {
+		opts.DisconnectGrace = DefaultDisconnectGrace
+	}
+	if opts.DrainTimeout <= 0 {
+		opts.DrainTimeout = DefaultDrainTimeout
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	c := &Control{opts: opts, log: opts.Logger, store: opts.Store, mgr: manager.New(opts.Store), now: time.Now, ctx: context.Background()}
+	var err error
+	if c.token, err = c.prepareDataDir(); err != nil {
+		return nil, err
+	}
+	if c.apiLn, err = net.Listen("tcp", opts.APIAddr); err != nil {
+		return nil, fmt.Errorf("api listener: %w", err)
+	}
+	if c.xdsLn, err = net.Listen("tcp", opts.XDSAddr); err != nil {
+		c.apiLn.Close()
+		return nil, fmt.Errorf("xds listener: %w", err)
+	}
+	if c.opts.Name == "" {
+		host, _ := os.Hostname()
+		c.opts.Name = host + "@" + c.xdsLn.Addr().String()
+	}
+	c.reg = &registrar{c: c}
+	c.xds = xdsserver.New(xdsserver.Options{
+		OnConnect:    c.reg.connect,
+		OnDisconnect: c.reg.disconnect,
+		OnStatus:     c.reg.status,
+		Logger:       c.log,
+	})
+	c.rec = newReconciler(c.store, c.xds, c.log)
+	if opts.DataDir != "" {
+		cfg := client.Config{Server: "http://" + c.apiLn.Addr().String(), Token: c.token}
+		if err := client.WriteConfig(filepath.Join(opts.DataDir, client.ConfigFile), cfg); err != nil {
+			c.apiLn.Close()
+			c.xdsLn.Close()
+			return nil, fmt.Errorf("client config: %w", err)
+		}
+	}
+	return c, nil
+}
+
+// prepareDataDir creates the data directory and the admin token on first
+// start and returns the token.
+func (c *Control) prepareDataDir() (string, error) {
+	if c.opts.Token != "" || c.opts.DataDir == "" {
+		return c.opts.Token, nil
+	}
+	if err := os.MkdirAll(c.opts.DataDir, 0o700); err != nil {
+		return "", fmt.Errorf("data dir: %w", err)
+	}
+	path := filepath.Join(c.opts.DataDir, TokenFile)
+	data, err := os.ReadFile(path)
+	if err == nil {
+		if tok := strings.TrimSpace(string(data)); tok != "" {
+			return tok, nil
+		}
+		return "", fmt.Errorf("%s is empty; delete it to have a new token made", path)
+	}
+	if !errors.Is(err, os.ErrNotExist) {
+		return "", err
+	}
+	buf := make([]byte, 32)
+	rand.Read(buf)
+	tok := hex.EncodeToString(buf)
+	if err := os.WriteFile(path, []byte(tok+"\n"), 0o600); err != nil {
+		return "", fmt.Errorf("admin token: %w", err)
+	}
+	c.log.Info("created the admin token", "path", path)
+	return tok, nil
+}
+
+// Addrs returns the bound API and xDS addresses.
+func (c *Control) Addrs() (api, xds string) { return c.apiLn.Addr().String(), c.xdsLn.Addr().String() }
+
+// Token returns the admin token ("" when the API is open).
+func (c *Control) Token() string { return c.token }
+
+// Ready is closed once the first full load of the store has been translated.
+func (c *Control) Ready() <-chan struct{} { return c.rec.ready }
+
+// Run serves until ctx ends, then stops gracefully: it closes the API,
+// ends xDS streams (proxies keep their config and reconnect elsewhere) and
+// returns nil, or the first serving error.
+func (c *Control) Run(ctx context.Context) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	c.ctx = ctx
+	api := &http.Server{
+		Handler:           server.New(server.Options{Manager: c.mgr, Token: c.token, Describer: c.rec, Logger: c.log}),
+		ReadHeaderTimeout: 10 * time.Second,
+	}
+	g := grpc.NewServer(
+		grpc.MaxConcurrentStreams(1<<20),
+		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
+	)
+	c.xds.Register(g)
+
+	errc := make(chan error, 3)
+	var wg sync.WaitGroup
+	wg.Go(func() { errc <- c.rec.run(ctx) })
+	wg.Go(func() {
+		if err := api.Serve(c.apiLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			errc <- fmt.Errorf("api: %w", err)
+		}
+	})
+	wg.Go(func() {
+		if err := g.Serve(c.xdsLn); err != nil {
+			errc <- fmt.Errorf("xds: %w", err)
+		}
+	})
+	c.log.Info("control plane serving", "api", c.apiLn.Addr().String(), "xds", c.xdsLn.Addr().String(), "name", c.opts.Name)
+
+	var err error
+	select {
+	case <-ctx.Done():
+	case err = <-errc:
+	}
+	cancel()
+	sctx, scancel := context.WithTimeout(context.Background(), c.opts.DrainTimeout)
+	defer scancel()
+	api.Shutdown(sctx)
+	// ADS streams never end on their own, so a graceful gRPC stop would
+	// always wait out the bound: close them now. Proxies keep serving their
+	// last configuration and reconnect (to another replica, or to this one
+	// when it is back).
+	g.Stop()
+	wg.Wait()
+	c.log.Info("control plane stopped")
+	return err
+}
