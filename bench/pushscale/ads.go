@@ -47,10 +47,11 @@ func newSimClient(id string, doc map[string]any, marker string) *simClient {
 	return &simClient{id: id, doc: doc, marker: marker, seen: map[string]time.Time{}, initial: make(chan struct{}), haveTypes: map[string]bool{}}
 }
 
-// run holds the stream open until ctx ends, reconnecting on error.
+// run holds the stream open until ctx ends, reconnecting when it breaks.
 func (c *simClient) run(ctx context.Context, conn *grpc.ClientConn) {
 	for ctx.Err() == nil {
-		if err := c.stream(ctx, conn); err != nil && ctx.Err() == nil {
+		c.stream(ctx, conn)
+		if ctx.Err() == nil {
 			select {
 			case <-ctx.Done():
 			case <-time.After(200 * time.Millisecond):
