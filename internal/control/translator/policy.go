@@ -61,6 +61,13 @@ func trellisDefaults() v1alpha1.PolicySpec {
 // with other policies.
 func mergePolicy(dst, src *v1alpha1.PolicySpec) {
 	mergeValue(reflect.ValueOf(dst).Elem(), reflect.ValueOf(src).Elem())
+	// The kind of health check is one choice, not three fields: the more
+	// specific policy's kind replaces the other's.
+	if s := src.HealthCheck; s != nil && (s.HTTP != nil || s.TCP != nil || s.GRPC != nil) {
+		hc := *dst.HealthCheck
+		hc.HTTP, hc.TCP, hc.GRPC = s.HTTP, s.TCP, s.GRPC
+		dst.HealthCheck = &hc
+	}
 }
 
 func mergeValue(dst, src reflect.Value) {

@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 
 	"golang.org/x/tools/txtar"
@@ -204,5 +205,46 @@ func TestEmptyMeshProxylessHasNothing(t *testing.T) {
 	}
 	if n := len(res.Listeners) + len(res.Routes) + len(res.Clusters) + len(res.Endpoints); n != 0 {
 		t.Errorf("got %d resources for an empty mesh", n)
+	}
+}
+
+// TestConcurrentTranslate translates for many proxies of one Index at once
+// (the xDS server does) and expects what one at a time gives.
+func TestConcurrentTranslate(t *testing.T) {
+	objs := bigMesh(30, 2)
+	var proxies []Proxy
+	for _, o := range objs {
+		if dp, ok := o.(*v1alpha1.Dataplane); ok {
+			proxies = append(proxies, Proxy{Mesh: "default", Dataplane: dp})
+		}
+	}
+	proxies = append(proxies, Proxy{Mesh: "default", Proxyless: true})
+	want := make([][]byte, len(proxies))
+	sequential := NewIndex(objs)
+	for i, p := range proxies {
+		res, err := Translate(sequential, p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want[i] = render(t, res)
+	}
+	idx := NewIndex(objs)
+	got := make([][]byte, len(proxies))
+	var wg sync.WaitGroup
+	for i, p := range proxies {
+		wg.Go(func() {
+			res, err := Translate(idx, p)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			got[i] = render(t, res)
+		})
+	}
+	wg.Wait()
+	for i := range proxies {
+		if !bytes.Equal(got[i], want[i]) {
+			t.Errorf("proxy %d: concurrent translation differs", i)
+		}
 	}
 }
