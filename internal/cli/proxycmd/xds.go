@@ -7,6 +7,7 @@ import (
 	"io"
 	"maps"
 	"net"
+	"strings"
 	"os"
 	"strconv"
 
@@ -24,7 +25,7 @@ import (
 const DefaultAdminAddress = "127.0.0.1:9901"
 
 func (o *Options) bindXDS(f FlagSet) {
-	f.StringVar(&o.controlPlane, "control-plane", "", "control plane xDS address HOST:PORT: take the configuration over ADS (plaintext for now)")
+	f.StringVar(&o.controlPlane, "control-plane", "", "control plane xDS address HOST:PORT (several replicas: comma separated): take the configuration over ADS (plaintext for now)")
 	f.StringVar(&o.dataplane, "dataplane", "", "Dataplane document (YAML or JSON) identifying this proxy to the control plane")
 	f.StringVar(&o.nodeID, "node-id", "", "xDS node id, instead of --dataplane (NAMESPACE/NAME)")
 	f.StringVar(&o.mesh, "mesh", "", "mesh of --node-id (default \"default\")")
@@ -41,8 +42,10 @@ func (o *Options) checkXDS() error {
 		}
 		return nil
 	}
-	if _, _, err := net.SplitHostPort(o.controlPlane); err != nil {
-		return fmt.Errorf("--control-plane %q: want HOST:PORT", o.controlPlane)
+	for _, addr := range strings.Split(o.controlPlane, ",") {
+		if _, _, err := net.SplitHostPort(strings.TrimSpace(addr)); err != nil {
+			return fmt.Errorf("--control-plane %q: want HOST:PORT[,HOST:PORT...]", o.controlPlane)
+		}
 	}
 	switch {
 	case o.dataplane == "" && o.nodeID == "":

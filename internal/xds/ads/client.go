@@ -23,6 +23,8 @@ import (
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/keepalive"
+	"google.golang.org/grpc/resolver"
+	"google.golang.org/grpc/resolver/manual"
 
 	"github.com/trellis-mesh/trellis/internal/telemetry/metrics"
 )
@@ -35,7 +37,10 @@ type Applier interface {
 
 // Options configure a Client.
 type Options struct {
-	// Address is the control plane's xDS endpoint, host:port. Required.
+	// Address is the control plane's xDS endpoint, host:port, or several
+	// replicas' endpoints separated by commas: the client holds one stream
+	// to one of them (picked at random, so proxies spread over replicas)
+	// and moves to another when its replica goes away. Required.
 	Address string
 	// Node identifies the proxy to the control plane (see
 	// NodeFromDataplane, StaticNode). Required, with an id.
@@ -137,12 +142,13 @@ func (c *Client) Run(ctx context.Context) error {
 	if c.opts.CachePath != "" {
 		c.loadCache()
 	}
-	conn, err := grpc.NewClient(c.opts.Address, grpc.WithTransportCredentials(c.opts.Credentials),
+	target, extra := dialTarget(c.opts.Address)
+	conn, err := grpc.NewClient(target, append(extra, grpc.WithTransportCredentials(c.opts.Credentials),
 		// A control plane that vanished without closing the connection
 		// (host gone, partition) is noticed by keepalive pings. Five
 		// minutes is grpc-go servers' default minimum ping interval:
 		// pinging more often gets the connection closed (too_many_pings).
-		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 5 * time.Minute, Timeout: 20 * time.Second}))
+		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 5 * time.Minute, Timeout: 20 * time.Second}))...)
 	if err != nil {
 		return fmt.Errorf("ads: %w", err)
 	}
@@ -560,4 +566,26 @@ func (c *Client) versionOf(u string) string {
 		return t.pendVer
 	}
 	return c.types[u].acked
+}
+
+// dialTarget turns Address into a gRPC target. One address dials as it is;
+// several become a static resolver with pick_first over a shuffled list,
+// so each proxy sticks to one replica and fails over to the next.
+func dialTarget(address string) (string, []grpc.DialOption) {
+	parts := strings.Split(address, ",")
+	if len(parts) == 1 {
+		return address, nil
+	}
+	addrs := make([]resolver.Address, 0, len(parts))
+	for _, p := range parts {
+		if p = strings.TrimSpace(p); p != "" {
+			addrs = append(addrs, resolver.Address{Addr: p})
+		}
+	}
+	r := manual.NewBuilderWithScheme("trellis-control-plane")
+	r.InitialState(resolver.State{Addresses: addrs})
+	return r.Scheme() + ":///replicas", []grpc.DialOption{
+		grpc.WithResolvers(r),
+		grpc.WithDefaultServiceConfig(`{"loadBalancingConfig":[{"pick_first":{"shuffleAddressList":true}}]}`),
+	}
 }
