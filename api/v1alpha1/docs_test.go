@@ -17,7 +17,7 @@ import (
 // examples/mesh, and checks that together they resolve: every object is
 // Accepted with all references resolved.
 func TestExamples(t *testing.T) {
-	files, err := filepath.Glob("../../examples/mesh/*.yaml")
+	files, err := globExamples()
 	if err != nil || len(files) < 5 {
 		t.Fatalf("examples/mesh: %v files, %v", len(files), err)
 	}
@@ -91,4 +91,15 @@ func TestReferenceDocs(t *testing.T) {
 	if blocks < 8 {
 		t.Fatalf("only %d yaml blocks in docs/reference", blocks)
 	}
+}
+
+// globExamples lists the example mesh's files: the top level and the
+// per-proxy Dataplanes.
+func globExamples() ([]string, error) {
+	top, err := filepath.Glob("../../examples/mesh/*.yaml")
+	if err != nil {
+		return nil, err
+	}
+	dps, err := filepath.Glob("../../examples/mesh/dataplanes/*.yaml")
+	return append(top, dps...), err
 }
