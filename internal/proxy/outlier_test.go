@@ -53,4 +53,18 @@ func TestOutlierEjection(t *testing.T) {
 	if !strings.Contains(string(b), "app::"+bad.addr()+"::health_flags::/failed_outlier_check") {
 		t.Fatalf("/clusters:\n%s", b)
 	}
+	resp, err = http.Get("http://" + p.AdminAddr() + "/stats/prometheus")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ = io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{
+		`trellis_cluster_outlier_ejections_total{cluster="app",type="consecutive_5xx"} 1`,
+		`trellis_cluster_outlier_ejections_active{cluster="app"} 1`,
+	} {
+		if !strings.Contains(string(b), want) {
+			t.Errorf("metrics lack %s", want)
+		}
+	}
 }

@@ -115,7 +115,8 @@ func (m *Manager) detectorFor(name string, cfg outlier.Config) *outlier.Detector
 	defer m.mu.Unlock()
 	g := m.guardFor(name)
 	if g.outlier == nil {
-		g.outlier = outlier.New(cfg, outlier.Options{Cluster: name, Logger: m.log, OnChange: m.onHealthChange(name)})
+		g.outlier = outlier.New(cfg, outlier.Options{Cluster: name, Logger: m.log, OnChange: m.onHealthChange(name),
+			Metrics: metrics.NewOutlier[outlier.EjectionType](m.metrics, name)})
 	}
 	return g.outlier
 }
