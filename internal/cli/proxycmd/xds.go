@@ -7,9 +7,9 @@ import (
 	"io"
 	"maps"
 	"net"
-	"strings"
 	"os"
 	"strconv"
+	"strings"
 
 	bootstrapv3 "github.com/envoyproxy/go-control-plane/envoy/config/bootstrap/v3"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
