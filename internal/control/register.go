@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
@@ -33,6 +34,24 @@ const ConditionXDSAccepted = "XDSAccepted"
 // registrar turns xDS stream events into Dataplane registrations and status.
 type registrar struct {
 	c *Control
+
+	mu    sync.Mutex
+	nacks map[string][]v1alpha1.XDSTypeStatus // per node: the rejections last recorded
+}
+
+func (g *registrar) remember(id string, nacks []v1alpha1.XDSTypeStatus) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.nacks == nil {
+		g.nacks = map[string][]v1alpha1.XDSTypeStatus{}
+	}
+	g.nacks[id] = nacks
+}
+
+func (g *registrar) forget(id string) {
+	g.mu.Lock()
+	delete(g.nacks, id)
+	g.mu.Unlock()
 }
 
 // connect registers the node's Dataplane (from its metadata, or one applied
@@ -94,11 +113,26 @@ func (g *registrar) dataplane(ctx context.Context, node *corev3.Node) (*v1alpha1
 	if !ok {
 		return nil, fmt.Errorf("node id %q is not namespace/name and the node sent no %s metadata", node.GetId(), metaDataplane)
 	}
-	obj, err := g.c.mgr.Get(ctx, store.Key{Kind: "Dataplane", Namespace: ns, Name: name})
+	return g.stored(ctx, ns, name)
+}
+
+// stored reads a Dataplane straight from the store: registration and
+// status need the stored document, not the conditions the manager
+// computes over every resource for readers.
+func (g *registrar) stored(ctx context.Context, ns, name string) (*v1alpha1.Dataplane, error) {
+	res, err := g.c.store.Get(ctx, store.Key{Kind: "Dataplane", Namespace: ns, Name: name})
 	if err != nil {
 		return nil, err
 	}
-	return obj.(*v1alpha1.Dataplane), nil
+	obj, err := v1alpha1.Decode(res.Value)
+	if err != nil {
+		return nil, fmt.Errorf("%s: stored document is unreadable: %w", res.Key, err)
+	}
+	dp, ok := obj.(*v1alpha1.Dataplane)
+	if !ok {
+		return nil, fmt.Errorf("%s: stored document is a %s", res.Key, v1alpha1.KindOf(obj))
+	}
+	return dp, nil
 }
 
 func splitID(id string) (ns, name string, ok bool) {
@@ -135,6 +169,7 @@ func (g *registrar) disconnect(node *corev3.Node) {
 	c := g.c
 	id := node.GetId()
 	c.rec.removeNode(id)
+	g.forget(id)
 	if node.GetMetadata().GetFields()[metaProxyless].GetBoolValue() {
 		return
 	}
@@ -149,11 +184,10 @@ func (g *registrar) disconnect(node *corev3.Node) {
 		}
 		ctx, cancel := context.WithTimeout(c.ctx, 10*time.Second)
 		defer cancel()
-		obj, err := c.mgr.Get(ctx, store.Key{Kind: "Dataplane", Namespace: ns, Name: name})
+		dp, err := g.stored(ctx, ns, name)
 		if err != nil {
 			return
 		}
-		dp := obj.(*v1alpha1.Dataplane)
 		if dp.Status.ControlPlane != c.opts.Name || !dp.Status.Connected {
 			return // it moved to another replica, or was marked already
 		}
@@ -197,12 +231,20 @@ func (g *registrar) status(id string, st xdsserver.NodeStatus) {
 	sortXDS(nacks)
 	ctx, cancel := context.WithTimeout(c.ctx, 10*time.Second)
 	defer cancel()
-	obj, err := c.mgr.Get(ctx, store.Key{Kind: "Dataplane", Namespace: ns, Name: name})
+	// Most calls are ACKs that change nothing recorded: answer them from
+	// memory, without reading the store.
+	g.mu.Lock()
+	last, seen := g.nacks[id]
+	g.mu.Unlock()
+	if seen && sameNacks(last, nacks) {
+		return
+	}
+	dp, err := g.stored(ctx, ns, name)
 	if err != nil {
 		return
 	}
-	dp := obj.(*v1alpha1.Dataplane)
 	if sameNacks(dp.Status.XDS, nacks) {
+		g.remember(id, nacks)
 		return
 	}
 	now := metav1.NewTime(c.now().UTC().Truncate(time.Second))
@@ -220,6 +262,7 @@ func (g *registrar) status(id string, st xdsserver.NodeStatus) {
 		c.log.Error("recording a proxy's rejection failed", "node", id, "error", err)
 		return
 	}
+	g.remember(id, nacks)
 	if len(nacks) > 0 {
 		c.log.Warn("proxy rejected its configuration and keeps its last good one", "node", id, "type", nacks[0].TypeURL, "error", nacks[0].NackError)
 	}
