@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -135,8 +136,17 @@ func (m *Manager) Decode(ctx context.Context, r io.Reader) ([]v1alpha1.Object, e
 		if batch.base, err = m.snapshot(ctx); err != nil {
 			return nil, err
 		}
+		// HTTPRouteGroups and TCPRoutes are not stored: a split finds the
+		// ones of its own batch through ConvertAll.
+		var specs []any
+		for _, d := range smiDocs {
+			switch d.(type) {
+			case *smi.HTTPRouteGroup, *smi.TCPRoute:
+				specs = append(specs, d)
+			}
+		}
 		for i, d := range smiDocs {
-			objs, err := smi.Convert(d, batch)
+			objs, err := smi.ConvertAll(append(slices.Clip(specs), d), batch)
 			if err != nil {
 				fail(i, nil, err.Error())
 				continue

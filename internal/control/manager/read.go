@@ -73,7 +73,7 @@ func (m *Manager) Get(ctx context.Context, k store.Key) (v1alpha1.Object, error)
 }
 
 // List returns the objects of kind (every kind when empty), in namespace
-// when it is not empty, sorted by namespace and name, with their status.
+// when it is not empty (cluster-scoped kinds ignore it), sorted by namespace and name, with their status.
 func (m *Manager) List(ctx context.Context, kind, namespace string) ([]v1alpha1.Object, error) {
 	snap, err := m.snapshot(ctx)
 	if err != nil {
@@ -84,8 +84,8 @@ func (m *Manager) List(ctx context.Context, kind, namespace string) ([]v1alpha1.
 		if kind != "" && v1alpha1.KindOf(obj) != kind {
 			continue
 		}
-		if namespace != "" && obj.GetNamespace() != namespace {
-			continue
+		if namespace != "" && KeyOf(obj).Namespace != "" && obj.GetNamespace() != namespace {
+			continue // cluster-scoped kinds (Mesh) ignore the namespace
 		}
 		setStatus(obj, snap)
 		out = append(out, obj)
