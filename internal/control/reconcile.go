@@ -139,6 +139,9 @@ func (r *reconciler) follow(ctx context.Context) error {
 }
 
 func (r *reconciler) decode(res store.Resource) (v1alpha1.Object, bool) {
+	if _, ok := v1alpha1.LookupKind(res.Key.Kind); !ok {
+		return nil, false // the control plane's own records (CA, tokens), not mesh resources
+	}
 	obj, err := v1alpha1.Decode(res.Value)
 	if err != nil {
 		r.log.Error("stored resource is unreadable; ignored", "key", res.Key.String(), "error", err)

@@ -138,6 +138,9 @@ func (m *Manager) snapshot(ctx context.Context) (*snapshot, error) {
 func newSnapshot(list []store.Resource, rev int64) (*snapshot, error) {
 	s := &snapshot{byKey: make(map[store.Key]v1alpha1.Object, len(list)), rev: rev}
 	for _, res := range list {
+		if _, ok := v1alpha1.LookupKind(res.Key.Kind); !ok {
+			continue // the control plane's own records (CA, tokens), never served
+		}
 		obj, err := decodeStored(res)
 		if err != nil {
 			return nil, err
