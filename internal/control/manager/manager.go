@@ -25,6 +25,10 @@ import (
 	"github.com/trellis-mesh/trellis/internal/store"
 )
 
+// ErrNoDocuments is returned by Decode and Apply for a stream that holds
+// no document (only blanks, comments and separators).
+var ErrNoDocuments = errors.New("no documents to apply")
+
 // Manager reads and writes mesh resources through a Store.
 type Manager struct {
 	store store.Store
@@ -176,7 +180,7 @@ func (m *Manager) Decode(ctx context.Context, r io.Reader) ([]v1alpha1.Object, e
 		return nil, &invalid
 	}
 	if len(objs) == 0 {
-		return nil, errors.New("no documents to apply")
+		return nil, ErrNoDocuments
 	}
 	return objs, nil
 }
