@@ -300,3 +300,24 @@ func affected(describe string) []string {
 	return names
 }
 
+// A proxy that goes away while the control plane is down is marked gone
+// once the control plane is back and the grace period has passed: its
+// stream closed, and it never came back (docs/control-plane.md,
+// Registration).
+func TestMeshProxyGoneWhileControlPlaneDown(t *testing.T) {
+	dir := t.TempDir()
+	cp := startControl(t, dir, "127.0.0.1:0", "127.0.0.1:0", "--name", "cp-1")
+	m := startMesh(t, cp.cfg, cp.xds, api1)
+	if err := cp.p.stop(syscall.SIGTERM, 20*time.Second); err != nil {
+		t.Fatalf("trellis control: %v\nstderr:\n%s", err, cp.p.stderr())
+	}
+	if err := m.proxies["api-1"].p.stop(syscall.SIGTERM, 20*time.Second); err != nil {
+		t.Fatalf("trellis proxy: %v", err)
+	}
+	cp = startControl(t, dir, hostPort(cp.api), cp.xds, "--name", "cp-1")
+	// --disconnect-grace is 2s; allow for a loaded machine.
+	poll(t, 10*time.Second, "api-1 to be marked gone", func() (bool, string) {
+		st := dpStatus(t, cp.cfg, "api-1")
+		return !st.Connected && !st.ready(), fmt.Sprintf("%+v", st)
+	})
+}
