@@ -37,6 +37,7 @@ type controlOptions struct {
 	etcdCert         string
 	etcdKey          string
 	name             string
+	dataplanesDir    string
 	disconnectGrace  time.Duration
 	drainTimeout     time.Duration
 	logLevel         string
@@ -74,6 +75,7 @@ func newControlCmd() *cobra.Command {
 	f.StringVar(&o.etcdCA, "etcd-ca", "", "PEM CA bundle that signs etcd's server certificates")
 	f.StringVar(&o.etcdCert, "etcd-cert", "", "PEM client certificate for etcd")
 	f.StringVar(&o.etcdKey, "etcd-key", "", "PEM client key for etcd")
+	f.StringVar(&o.dataplanesDir, "dataplanes-dir", "", "directory of Dataplane files to keep registered (re-read every 2s; a removed file withdraws its Dataplanes)")
 	f.StringVar(&o.name, "name", "", "this replica's name in Dataplane status (default: host@xds-addr)")
 	f.DurationVar(&o.disconnectGrace, "disconnect-grace", control.DefaultDisconnectGrace, "how long a proxy may stay disconnected before its endpoints are withdrawn")
 	f.DurationVar(&o.drainTimeout, "drain-timeout", control.DefaultDrainTimeout, "on SIGTERM, how long to wait for the API to finish requests")
@@ -130,7 +132,7 @@ func (o *controlOptions) run(ctx context.Context, stderr io.Writer) error {
 	defer closeStore()
 	c, err := control.New(control.Options{
 		Store: st, APIAddr: o.apiAddr, XDSAddr: o.xdsAddr, DataDir: o.dataDir, Name: o.name,
-		DisconnectGrace: o.disconnectGrace, DrainTimeout: o.drainTimeout, Logger: log,
+		DisconnectGrace: o.disconnectGrace, DrainTimeout: o.drainTimeout, Logger: log, DataplanesDir: o.dataplanesDir,
 	})
 	if err != nil {
 		return err

@@ -23,6 +23,8 @@ import (
 	"google.golang.org/grpc/keepalive"
 
 	"github.com/trellis-mesh/trellis/internal/control/client"
+	"github.com/trellis-mesh/trellis/internal/discovery"
+	"github.com/trellis-mesh/trellis/internal/discovery/file"
 	"github.com/trellis-mesh/trellis/internal/control/manager"
 	"github.com/trellis-mesh/trellis/internal/control/server"
 	"github.com/trellis-mesh/trellis/internal/control/xdsserver"
@@ -57,6 +59,9 @@ type Options struct {
 	// DisconnectGrace is how long a proxy may stay away before its
 	// Dataplane is marked not ready and its endpoints are withdrawn.
 	DisconnectGrace time.Duration
+	// DataplanesDir, when set, is a directory of Dataplane files the
+	// control plane keeps in the store (a file discovery source).
+	DataplanesDir string
 	// DrainTimeout bounds a graceful stop.
 	DrainTimeout time.Duration
 	Logger       *slog.Logger
@@ -194,6 +199,11 @@ func (c *Control) Run(ctx context.Context) error {
 	errc := make(chan error, 3)
 	var wg sync.WaitGroup
 	wg.Go(func() { errc <- c.rec.run(ctx) })
+	if c.opts.DataplanesDir != "" {
+		agg := &discovery.Aggregator{Sink: storeSink{c}, Log: c.log}
+		src := &file.Source{Dir: c.opts.DataplanesDir, Log: c.log}
+		wg.Go(func() { agg.Run(ctx, src) })
+	}
 	wg.Go(func() {
 		if err := api.Serve(c.apiLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			errc <- fmt.Errorf("api: %w", err)
