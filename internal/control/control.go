@@ -23,11 +23,11 @@ import (
 	"google.golang.org/grpc/keepalive"
 
 	"github.com/trellis-mesh/trellis/internal/control/client"
-	"github.com/trellis-mesh/trellis/internal/discovery"
-	"github.com/trellis-mesh/trellis/internal/discovery/file"
 	"github.com/trellis-mesh/trellis/internal/control/manager"
 	"github.com/trellis-mesh/trellis/internal/control/server"
 	"github.com/trellis-mesh/trellis/internal/control/xdsserver"
+	"github.com/trellis-mesh/trellis/internal/discovery"
+	"github.com/trellis-mesh/trellis/internal/discovery/file"
 	"github.com/trellis-mesh/trellis/internal/store"
 )
 

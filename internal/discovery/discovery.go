@@ -73,8 +73,8 @@ func (a *Aggregator) Run(ctx context.Context, sources ...Source) error {
 	}
 	defer wg.Wait()
 
-	pending := map[string]Snapshot{}    // newest view per source, not yet applied
-	applied := map[string][32]byte{}    // hash of the view last applied per source
+	pending := map[string]Snapshot{} // newest view per source, not yet applied
+	applied := map[string][32]byte{} // hash of the view last applied per source
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
 	for {
