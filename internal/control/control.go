@@ -76,6 +76,7 @@ type Control struct {
 	xds   *xdsserver.Server
 	rec   *reconciler
 	reg   *registrar
+	live  *liveness
 	now   func() time.Time
 	ctx   context.Context
 
@@ -121,6 +122,7 @@ func New(opts Options) (*Control, error) {
 		c.opts.Name = host + "@" + c.xdsLn.Addr().String()
 	}
 	c.reg = &registrar{c: c}
+	c.live = newLiveness(c)
 	c.xds = xdsserver.New(xdsserver.Options{
 		OnConnect:    c.reg.connect,
 		OnDisconnect: c.reg.disconnect,
@@ -199,6 +201,13 @@ func (c *Control) Run(ctx context.Context) error {
 	errc := make(chan error, 3)
 	var wg sync.WaitGroup
 	wg.Go(func() { errc <- c.rec.run(ctx) })
+	wg.Go(func() {
+		select {
+		case <-c.rec.ready:
+			c.live.run(ctx)
+		case <-ctx.Done():
+		}
+	})
 	if c.opts.DataplanesDir != "" {
 		agg := &discovery.Aggregator{Sink: storeSink{c}, Log: c.log}
 		src := &file.Source{Dir: c.opts.DataplanesDir, Log: c.log}

@@ -317,3 +317,17 @@ func sameKey(a, b v1alpha1.Object) bool {
 func dataplaneKey(dp *v1alpha1.Dataplane) store.Key {
 	return store.Key{Kind: "Dataplane", Namespace: v1alpha1.NamespaceOf(dp), Name: dp.Name}
 }
+
+// connectedDataplanes returns the Dataplanes whose stored status says a
+// proxy holds a stream.
+func (r *reconciler) connectedDataplanes() []*v1alpha1.Dataplane {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []*v1alpha1.Dataplane
+	for _, o := range r.objs {
+		if dp, ok := o.(*v1alpha1.Dataplane); ok && dp.Status.Connected {
+			out = append(out, dp)
+		}
+	}
+	return out
+}

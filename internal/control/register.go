@@ -178,36 +178,36 @@ func (g *registrar) disconnect(node *corev3.Node) {
 		return
 	}
 	c.log.Info("proxy disconnected", "node", id, "grace", c.opts.DisconnectGrace)
-	time.AfterFunc(c.opts.DisconnectGrace, func() {
-		if c.rec.connected(id) || c.ctx.Err() != nil {
+	c.live.away(ns + "/" + name)
+}
+
+// markGone marks a Dataplane not ready, unless it is no longer connected
+// through owner (it moved to another replica, or was marked already).
+func (g *registrar) markGone(ctx context.Context, ns, name, owner string) error {
+	c := g.c
+	dp, err := g.stored(ctx, ns, name)
+	if err != nil {
+		return err
+	}
+	if dp.Status.ControlPlane != owner || !dp.Status.Connected {
+		return nil
+	}
+	now := metav1.NewTime(c.now().UTC().Truncate(time.Second))
+	_, err = g.updateStatus(ctx, dp, func(st *v1alpha1.DataplaneStatus) {
+		if st.ControlPlane != owner {
 			return
 		}
-		ctx, cancel := context.WithTimeout(c.ctx, 10*time.Second)
-		defer cancel()
-		dp, err := g.stored(ctx, ns, name)
-		if err != nil {
-			return
-		}
-		if dp.Status.ControlPlane != c.opts.Name || !dp.Status.Connected {
-			return // it moved to another replica, or was marked already
-		}
-		now := metav1.NewTime(c.now().UTC().Truncate(time.Second))
-		_, err = g.updateStatus(ctx, dp, func(st *v1alpha1.DataplaneStatus) {
-			if st.ControlPlane != c.opts.Name {
-				return
-			}
-			st.Connected = false
-			setCondition(&st.Conditions, metav1.Condition{
-				Type: ConditionReady, Status: metav1.ConditionFalse, Reason: "Disconnected",
-				Message: "the proxy has had no xDS stream for " + c.opts.DisconnectGrace.String(), LastTransitionTime: now,
-			})
+		st.Connected = false
+		setCondition(&st.Conditions, metav1.Condition{
+			Type: ConditionReady, Status: metav1.ConditionFalse, Reason: "Disconnected",
+			Message: "the proxy has had no xDS stream for " + c.opts.DisconnectGrace.String(), LastTransitionTime: now,
 		})
-		if err != nil {
-			c.log.Error("marking a Dataplane gone failed", "node", id, "error", err)
-			return
-		}
-		c.log.Info("proxy gone; its endpoints are withdrawn", "node", id)
 	})
+	if err != nil {
+		return err
+	}
+	c.log.Info("proxy gone; its endpoints are withdrawn", "node", ns+"/"+name, "was_connected_to", owner)
+	return nil
 }
 
 // status records a proxy's rejection (or the end of one) in its Dataplane's

@@ -19,6 +19,12 @@ func setStatus(obj v1alpha1.Object, l v1alpha1.Lookup) {
 	gen := obj.GetGeneration()
 	for i := range conds {
 		conds[i].ObservedGeneration = gen
+		if conds[i].LastTransitionTime.IsZero() {
+			// Conditions are computed on read, so the last transition
+			// Trellis can vouch for is the object's own creation (Kubernetes
+			// requires the field).
+			conds[i].LastTransitionTime = obj.GetCreationTimestamp()
+		}
 	}
 	switch o := obj.(type) {
 	case *v1alpha1.Mesh:
