@@ -39,10 +39,10 @@ func ID(trustDomain, mesh, service string) (spiffeid.ID, error) {
 	if err != nil {
 		return spiffeid.ID{}, err
 	}
-	if err := segment("mesh", mesh); err != nil {
+	if err := CheckSegment("mesh", mesh); err != nil {
 		return spiffeid.ID{}, err
 	}
-	if err := segment("service", service); err != nil {
+	if err := CheckSegment("service", service); err != nil {
 		return spiffeid.ID{}, err
 	}
 	return spiffeid.FromSegments(td, mesh, service)
@@ -93,7 +93,10 @@ func FromID(id spiffeid.ID) (Workload, error) {
 	return Workload{TrustDomain: id.TrustDomain(), Mesh: parts[0], Service: parts[1]}, nil
 }
 
-func segment(part, v string) error {
+// CheckSegment reports whether v can be the part ("mesh", "service") of a
+// universal-mode identity: a non-empty SPIFFE path segment. The error names
+// the part.
+func CheckSegment(part, v string) error {
 	if v == "" {
 		return fmt.Errorf("spiffe id: %s: must not be empty", part)
 	}

@@ -15,11 +15,13 @@ import (
 	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/fault/v3"
 	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/header_mutation/v3"
 	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/local_ratelimit/v3"
+	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/rbac/v3"
 	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/router/v3"
 	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/listener/http_inspector/v3"
 	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/listener/tls_inspector/v3"
 	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/local_ratelimit/v3"
+	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/rbac/v3"
 	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/tcp_proxy/v3"
 	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/retry/host/previous_hosts/v3"
 	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
@@ -82,7 +84,7 @@ var supported = map[protoreflect.FullName]fieldSet{
 		"skip_xff_append", "generate_request_id", "preserve_external_request_id", "request_timeout",
 		"request_headers_timeout", "stream_idle_timeout", "common_http_protocol_options", "http2_protocol_options",
 		"server_name", "server_header_transformation", "via", "upgrade_configs", "strip_any_host_port",
-		"strip_matching_host_port"),
+		"strip_matching_host_port", "normalize_path", "merge_slashes", "path_with_escaped_slashes_action"),
 	"envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager.UpgradeConfig": set("upgrade_type", "enabled"),
 	"envoy.extensions.filters.network.http_connection_manager.v3.HttpFilter":                          set("name", "typed_config"),
 	"envoy.extensions.filters.http.router.v3.Router":                                                  set(),
@@ -110,6 +112,24 @@ var supported = map[protoreflect.FullName]fieldSet{
 	"envoy.config.core.v3.Http1ProtocolOptions":                       set(),
 	"envoy.config.core.v3.Http2ProtocolOptions": set("max_concurrent_streams", "initial_stream_window_size",
 		"initial_connection_window_size"),
+
+	// RBAC (HTTP and network filters, shared policies).
+	"envoy.extensions.filters.http.rbac.v3.RBAC":         set("rules", "rules_stat_prefix", "shadow_rules", "shadow_rules_stat_prefix"),
+	"envoy.extensions.filters.http.rbac.v3.RBACPerRoute": set("rbac"),
+	"envoy.extensions.filters.network.rbac.v3.RBAC": set("rules", "shadow_rules", "shadow_rules_stat_prefix",
+		"stat_prefix", "enforcement_type"),
+	"envoy.config.rbac.v3.RBAC":   set("action", "policies"),
+	"envoy.config.rbac.v3.Policy": set("permissions", "principals"),
+	"envoy.config.rbac.v3.Permission": set("and_rules", "or_rules", "any", "header", "url_path", "destination_ip",
+		"destination_port", "destination_port_range", "not_rule", "requested_server_name"),
+	"envoy.config.rbac.v3.Permission.Set": set("rules"),
+	"envoy.config.rbac.v3.Principal": set("and_ids", "or_ids", "any", "authenticated", "source_ip", "direct_remote_ip",
+		"remote_ip", "header", "url_path", "not_id"),
+	"envoy.config.rbac.v3.Principal.Set":           set("ids"),
+	"envoy.config.rbac.v3.Principal.Authenticated": set("principal_name"),
+	"envoy.type.matcher.v3.PathMatcher":            set("path"),
+	"envoy.config.core.v3.CidrRange":               set("address_prefix", "prefix_len"),
+	"envoy.type.v3.Int32Range":                     set("start", "end"),
 
 	// Access logs.
 	"envoy.config.accesslog.v3.AccessLog":                                                  set("name", "typed_config"),
