@@ -254,6 +254,8 @@ func (r *reconciler) pushLocked(id string, n *node) {
 	if changed {
 		r.log.Debug("configuration pushed", "node", id)
 	}
+	// Keep only what DependsOn needs: the xDS server holds the resources.
+	res.Listeners, res.Routes, res.Clusters, res.Endpoints = nil, nil, nil, nil
 }
 
 // addNode starts serving a proxy that opened a stream.
@@ -281,25 +283,32 @@ func (r *reconciler) connected(id string) bool {
 }
 
 // Affected lists the Dataplanes (as namespace/name) whose configuration
-// reads obj, connected or not.
-func (r *reconciler) Affected(_ context.Context, obj v1alpha1.Object) ([]string, error) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
+// reads obj, connected or not. It reads the store rather than r.objs, which
+// trails it by a watch event and a coalescing window: a describe right after
+// an apply must see what was applied.
+func (r *reconciler) Affected(ctx context.Context, obj v1alpha1.Object) ([]string, error) {
+	list, _, err := r.store.List(ctx, "")
+	if err != nil {
+		return nil, err
+	}
+	objs := make([]v1alpha1.Object, 0, len(list))
+	for _, res := range list {
+		if o, ok := r.decode(res); ok {
+			objs = append(objs, o)
+		}
+	}
+	idx := translator.NewIndex(objs)
+	mesh := v1alpha1.MeshOf(obj)
 	var out []string
-	for k, o := range r.objs {
+	for _, o := range objs {
 		dp, ok := o.(*v1alpha1.Dataplane)
-		if !ok || v1alpha1.MeshOf(dp) != v1alpha1.MeshOf(obj) {
+		if !ok || v1alpha1.MeshOf(dp) != mesh {
 			continue
 		}
-		id := k.Namespace + "/" + k.Name
-		var res *translator.Resources
-		if n, ok := r.nodes[id]; ok && n.res != nil {
-			res = n.res
-		} else {
-			var err error
-			if res, err = translator.Translate(r.idx, translator.Proxy{Mesh: v1alpha1.MeshOf(dp), Dataplane: dp, NodeID: id}); err != nil {
-				continue
-			}
+		id := v1alpha1.NamespaceOf(dp) + "/" + dp.Name
+		res, err := translator.Translate(idx, translator.Proxy{Mesh: mesh, Dataplane: dp, NodeID: id})
+		if err != nil {
+			continue // a proxy that cannot be configured reads nothing
 		}
 		if res.DependsOn(obj) || sameKey(dp, obj) {
 			out = append(out, id)

@@ -7,6 +7,7 @@
 //	GET    /api/v1/{kind}/{name}/describe[?namespace=NS]
 //	DELETE /api/v1/{kind}/{name}[?namespace=NS]
 //	GET    /healthz                            no token needed
+//	GET    /debug/pprof/...                    Go's profiler
 //
 // Errors are JSON objects {"error": "...", "details": [...]} with 400 for a
 // malformed request, 401 without a valid token, 404 for an unknown kind or
@@ -22,6 +23,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/http/pprof"
 	"strings"
 
 	"github.com/trellis-mesh/trellis/api/v1alpha1"
@@ -78,6 +80,10 @@ func New(o Options) http.Handler {
 	a := &api{o: o}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { w.Write([]byte("ok\n")) })
+	// Go's profiler, for operators chasing CPU or memory: token required.
+	mux.Handle("GET /debug/pprof/", a.auth(pprof.Index))
+	mux.Handle("GET /debug/pprof/profile", a.auth(pprof.Profile))
+	mux.Handle("GET /debug/pprof/trace", a.auth(pprof.Trace))
 	mux.Handle("POST /api/v1/apply", a.auth(a.apply))
 	mux.Handle("GET /api/v1/{kind}", a.auth(a.list))
 	mux.Handle("GET /api/v1/{kind}/{name}", a.auth(a.get))
@@ -174,6 +180,9 @@ func (a *api) describe(w http.ResponseWriter, r *http.Request) {
 		if d.Proxies, err = a.o.Describer.Affected(r.Context(), obj); err != nil {
 			a.fail(w, err)
 			return
+		}
+		if d.Proxies == nil {
+			d.Proxies = []string{} // "proxies": [], never null
 		}
 	}
 	writeJSON(w, http.StatusOK, d)
