@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	xdstypev3 "github.com/cncf/xds/go/xds/type/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	httpinspv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/listener/http_inspector/v3"
 	tlsinspv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/listener/tls_inspector/v3"
@@ -16,9 +17,12 @@ import (
 	localratelimitv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/local_ratelimit/v3"
 	tcpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/tcp_proxy/v3"
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
+	"google.golang.org/protobuf/types/known/anypb"
 
 	"github.com/trellis-mesh/trellis/internal/proxy/cluster"
 	"github.com/trellis-mesh/trellis/internal/proxy/hcm"
+	"github.com/trellis-mesh/trellis/internal/proxy/kafkabroker"
+	"github.com/trellis-mesh/trellis/internal/proxy/natsfilter"
 	"github.com/trellis-mesh/trellis/internal/proxy/ratelimit"
 	"github.com/trellis-mesh/trellis/internal/proxy/tcp"
 	"github.com/trellis-mesh/trellis/internal/proxy/tlsx"
@@ -51,8 +55,12 @@ type Chain struct {
 	HCM   *hcm.Config
 	TCP   *tcp.Proxy
 
+	// kafka is the kafka_broker filter (with its kafka_policy), if any.
+	kafka *kafkabroker.Filter
+
 	server *hcm.Server // set by the Manager
 	limits []limiter   // local_ratelimit filters, in order
+	nats   []*natsfilter.Filter
 }
 
 // limiter is a local_ratelimit network filter with its rejection counter.
@@ -172,10 +180,23 @@ func buildChain(fc *listenerv3.FilterChain, l *Listener, d Deps, path string, in
 		fail("filters: a terminal network filter (http_connection_manager or tcp_proxy) is required")
 		return nil, errors.Join(errs...)
 	}
+	var kcfg *kafkabroker.Config
 	for i, f := range fs[:len(fs)-1] {
+		if ok, err := buildKafka(f.GetTypedConfig(), &kcfg); ok {
+			if err != nil {
+				errs = append(errs, decode.PrefixErrors(fmt.Sprintf("%s.filters[%d]", path, i), err))
+			}
+			continue
+		}
+		if ts := (&xdstypev3.TypedStruct{}); f.GetTypedConfig().MessageIs(ts) {
+			if err := buildNATS(c, f.GetTypedConfig(), ts, d); err != nil {
+				errs = append(errs, decode.PrefixErrors(fmt.Sprintf("%s.filters[%d].typed_config", path, i), err))
+			}
+			continue
+		}
 		pb := &localratelimitv3.LocalRateLimit{}
 		if !f.GetTypedConfig().MessageIs(pb) {
-			fail("filters[%d]: network filter %q not supported before the terminal filter (only local_ratelimit)", i, f.GetName())
+			fail("filters[%d]: network filter %q not supported before the terminal filter (only local_ratelimit and %s)", i, f.GetName(), natsfilter.TypeURL)
 			continue
 		}
 		if err := f.GetTypedConfig().UnmarshalTo(pb); err != nil {
@@ -218,13 +239,41 @@ func buildChain(fc *listenerv3.FilterChain, l *Listener, d Deps, path string, in
 			break
 		}
 		c.TCP = p
+	case tc.MessageIs(&xdstypev3.TypedStruct{}):
+		fail("filters[%d]: %s is not a terminal filter (put tcp_proxy after it)", last, f.GetName())
 	default:
 		fail("filters[%d]: network filter %q not supported", last, f.GetName())
+	}
+	if kcfg != nil {
+		if c.TCP == nil {
+			fail("filters[%d]: kafka_broker needs tcp_proxy as the terminal filter", last)
+		} else {
+			c.kafka = kafkabroker.New(kcfg, d.Metrics)
+		}
+	}
+	if len(c.nats) > 0 && c.HCM != nil {
+		fail("filters: the nats filter needs tcp_proxy as the terminal filter")
 	}
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
 	}
 	return c, nil
+}
+
+// buildNATS adds the nats filter configured by a TypedStruct to c.
+func buildNATS(c *Chain, a *anypb.Any, ts *xdstypev3.TypedStruct, d Deps) error {
+	if err := a.UnmarshalTo(ts); err != nil {
+		return fmt.Errorf("value: %w", err)
+	}
+	if ts.GetTypeUrl() != natsfilter.TypeURL {
+		return fmt.Errorf("type_url: %q not supported (Trellis network filters: %s)", ts.GetTypeUrl(), natsfilter.TypeURL)
+	}
+	cfg, err := natsfilter.Parse(ts)
+	if err != nil {
+		return err
+	}
+	c.nats = append(c.nats, natsfilter.New(cfg, d.Metrics.NATS(cfg.StatPrefix)))
+	return nil
 }
 
 func lower(ss []string) []string {
