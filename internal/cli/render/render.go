@@ -230,7 +230,7 @@ func Describe(w io.Writer, obj v1alpha1.Object, refs []v1alpha1.Ref, proxies []s
 		fmt.Fprintln(w, "  (none)")
 	}
 	for _, r := range refs {
-		fmt.Fprintf(w, "  %s %s/%s\n", r.Kind, r.Namespace, r.Name)
+		fmt.Fprintf(w, "  %s\n", r) // "Kind name" for a cluster-scoped kind
 	}
 	fmt.Fprintln(w, "Proxies affected:")
 	if len(proxies) == 0 {
