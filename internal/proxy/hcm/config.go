@@ -78,6 +78,9 @@ type Config struct {
 	Via                       string
 	Upgrades                  map[string]bool // lower-case upgrade type → enabled
 	StreamIdleTimeout         time.Duration
+	// Paths are normalize_path, merge_slashes and
+	// path_with_escaped_slashes_action, applied before routing.
+	Paths PathOptions
 
 	AccessLogs []*accesslog.Logger
 	// chain runs the HTTP filters before the router; nil without filters.
@@ -152,6 +155,11 @@ func Build(pb *hcmv3.HttpConnectionManager, d Deps) (*Config, error) {
 	if _, port, err := net.SplitHostPort(d.ListenerAddr); err == nil {
 		c.RouteOpts.ListenerPort = port
 	}
+	paths, err := pathOptions(pb)
+	if err != nil {
+		errs = append(errs, err)
+	}
+	c.Paths = paths
 	c.RouteOpts.StripAnyHostPort = pb.GetStripAnyHostPort()
 	c.RouteOpts.StripMatchingHostPort = pb.GetStripMatchingHostPort()
 

@@ -35,7 +35,10 @@ func (c *Config) serve(w http.ResponseWriter, r *http.Request) {
 	}
 	s.prepareHeaders()
 
-	path := r.URL.EscapedPath()
+	path, ok := s.normalizePath()
+	if !ok {
+		return
+	}
 	vh, rt := c.Routes.Match(r, path, &c.RouteOpts)
 	s.vhost, s.route = vh, rt
 	if rt == nil {
@@ -45,7 +48,7 @@ func (c *Config) serve(w http.ResponseWriter, r *http.Request) {
 	}
 	s.path2 = path
 	if c.chain != nil {
-		s.freq = httpfilter.Request{W: w, R: r, Route: rt, Flags: &s.flags, State: s}
+		s.freq = httpfilter.Request{W: w, R: r, Route: rt, RemoteAddr: s.remote, Flags: &s.flags, State: s}
 		if err := c.chain.Serve(&s.freq); err != nil {
 			s.filterError(err)
 		}

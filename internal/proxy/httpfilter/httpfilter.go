@@ -37,6 +37,10 @@ type Request struct {
 	W     http.ResponseWriter
 	R     *http.Request
 	Route *route.Route
+	// RemoteAddr is the client address as the connection manager trusts
+	// it ("ip:port" or "ip"): the peer, or the x-forwarded-for entry
+	// chosen by xff_num_trusted_hops (Envoy's downstream remote address).
+	RemoteAddr string
 	// Flags collects response flags a filter sets without answering
 	// (e.g. DI for an injected delay).
 	Flags *accesslog.Flags
