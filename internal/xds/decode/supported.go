@@ -8,6 +8,7 @@ import (
 	// The packages below register the Envoy types the proxy implements, so
 	// that Any fields naming them decode. Only these are linked into the
 	// proxy (see DESIGN.md on the sidecar's footprint).
+	_ "github.com/envoyproxy/go-control-plane/contrib/envoy/extensions/filters/network/kafka_broker/v3"
 	_ "github.com/envoyproxy/go-control-plane/envoy/config/bootstrap/v3"
 	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/access_loggers/file/v3"
 	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/access_loggers/stream/v3"
@@ -54,6 +55,12 @@ var supported = map[protoreflect.FullName]fieldSet{
 	"envoy.extensions.filters.network.local_ratelimit.v3.LocalRateLimit": set("stat_prefix", "token_bucket"),
 	"envoy.type.v3.TokenBucket":                                          set("max_tokens", "tokens_per_fill", "fill_interval"),
 	"envoy.extensions.filters.listener.http_inspector.v3.HttpInspector":  set(),
+
+	// Kafka (contrib). Trellis' kafka_policy is an xds.type.v3.TypedStruct.
+	"envoy.extensions.filters.network.kafka_broker.v3.KafkaBroker": set("stat_prefix", "force_response_rewrite",
+		"id_based_broker_address_rewrite_spec", "api_keys_allowed", "api_keys_denied"),
+	"envoy.extensions.filters.network.kafka_broker.v3.IdBasedBrokerRewriteSpec": set("rules"),
+	"envoy.extensions.filters.network.kafka_broker.v3.IdBasedBrokerRewriteRule": set("id", "host", "port"),
 
 	// TLS.
 	"envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext": set("common_tls_context", "require_client_certificate"),
