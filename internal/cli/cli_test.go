@@ -74,17 +74,20 @@ func trellis(t *testing.T, server string, args ...string) (stdout, stderr string
 }
 
 // Volatile values, replaced before comparing with the golden files: the
-// uid the control plane assigns, times (creationTimestamp,
-// lastTransitionTime), and the AGE column (which must be seconds:
-// everything was created by this test).
+// uid the control plane assigns, resourceVersion (the replica's heartbeat
+// writes to the store too, at times of its own), times
+// (creationTimestamp, lastTransitionTime), and the AGE column (which must
+// be seconds: everything was created by this test).
 var (
 	uidRE  = regexp.MustCompile(`("?uid"?: )"?[0-9a-f-]{36}"?`)
+	rvRE   = regexp.MustCompile(`("?resourceVersion"?: )"\d+"`)
 	timeRE = regexp.MustCompile(`"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ"`)
 	ageRE  = regexp.MustCompile(`(?m)\b\d+s$`)
 )
 
 func normalise(s string) string {
 	s = uidRE.ReplaceAllString(s, `${1}"UID"`)
+	s = rvRE.ReplaceAllString(s, `${1}"RV"`)
 	s = timeRE.ReplaceAllString(s, `"TIME"`)
 	return ageRE.ReplaceAllString(s, "AGE")
 }
