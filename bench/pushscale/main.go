@@ -15,6 +15,8 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -40,6 +42,7 @@ func main() {
 		pushes    = flag.Int("pushes", 10, "route changes measured per run")
 		binary    = flag.String("trellis", "", "trellis binary (default: build ./cmd/trellis)")
 	)
+	flag.StringVar(&profileDir, "profile", "", "directory to save the control plane's CPU profile (during the pushes) and heap profile (after)")
 	flag.Parse()
 	raiseFileLimit()
 	bin := *binary
@@ -137,6 +140,7 @@ func run(bin string, n, services, endpoints, outbound, pushes int) result {
 	}
 	fmt.Fprintf(os.Stderr, "%d proxies connected and configured in %s\n", n, time.Since(start).Round(time.Millisecond))
 
+	stopProfile := startProfile(api, strings.TrimSpace(string(token)), n)
 	var lat []time.Duration
 	var cpu time.Duration
 	var bytesTotal int64
@@ -184,12 +188,46 @@ spec:
 		}
 		bytesTotal -= b0
 	}
+	stopProfile()
 	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
 	return result{
 		p50: lat[len(lat)/2], p99: lat[len(lat)*99/100], max: lat[len(lat)-1],
 		cpuPerPush:    cpu / time.Duration(pushes),
 		rss:           rssBytes(cp.Process.Pid),
 		bytesPerProxy: float64(bytesTotal) / float64(pushes*n),
+	}
+}
+
+var profileDir string
+
+// startProfile fetches a CPU profile of the control plane while the pushes
+// run; the returned function waits for it and saves a heap profile.
+func startProfile(api, token string, n int) func() {
+	if profileDir == "" {
+		return func() {}
+	}
+	get := func(path, file string) {
+		req, _ := http.NewRequest(http.MethodGet, "http://"+api+path, nil)
+		req.Header.Set("Authorization", "Bearer "+token)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "profile:", err)
+			return
+		}
+		defer resp.Body.Close()
+		f, err := os.Create(filepath.Join(profileDir, fmt.Sprintf("%s-%d.pprof", file, n)))
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "profile:", err)
+			return
+		}
+		defer f.Close()
+		io.Copy(f, resp.Body)
+	}
+	done := make(chan struct{})
+	go func() { get("/debug/pprof/profile?seconds=5", "cpu"); close(done) }()
+	return func() {
+		<-done
+		get("/debug/pprof/heap", "heap")
 	}
 }
 

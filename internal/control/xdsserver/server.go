@@ -158,11 +158,11 @@ func (s *Server) SetResources(nodeID string, r Resources) (changed bool, err err
 	}
 	target := new(cache.Snapshot)
 	for k := range numKinds {
+		// Unchanged types get the new lists too (same content, same
+		// version, so nothing is sent again): keeping the old ones would
+		// keep alive every generation of the caller's resources that a
+		// node ever received.
 		rt := cache.GetResponseType(typeURLs[k])
-		if ns.target != nil && ns.versions[k] == versions[k] {
-			target.Resources[rt] = ns.target.Resources[rt]
-			continue
-		}
 		target.Resources[rt] = cache.NewResources(versions[k], lists[k])
 	}
 	if err := s.publish(nodeID, ns, target, versions); err != nil {

@@ -93,15 +93,20 @@ func version(k kind, list []types.Resource) (string, error) {
 		if err != nil {
 			return "", fmt.Errorf("%s[%d]: %w", kindNames[k], i, err)
 		}
-		h.buf, err = deterministic.MarshalAppend(h.buf[:0], r)
-		if err != nil {
-			return "", fmt.Errorf("%s %q: %w", kindNames[k], name, err)
+		sum, ok := shared.get(k, r)
+		if !ok {
+			h.buf, err = deterministic.MarshalAppend(h.buf[:0], r)
+			if err != nil {
+				return "", fmt.Errorf("%s %q: %w", kindNames[k], name, err)
+			}
+			h.d.Reset()
+			_, _ = h.d.WriteString(name)
+			_, _ = h.d.Write([]byte{0})
+			_, _ = h.d.Write(h.buf)
+			sum = h.d.Sum64()
+			shared.put(k, r, sum)
 		}
-		h.d.Reset()
-		_, _ = h.d.WriteString(name)
-		_, _ = h.d.Write([]byte{0})
-		_, _ = h.d.Write(h.buf)
-		h.items = append(h.items, named{name: name, hash: h.d.Sum64()})
+		h.items = append(h.items, named{name: name, hash: sum})
 	}
 	slices.SortFunc(h.items, func(a, b named) int { return strings.Compare(a.name, b.name) })
 	h.d.Reset()
@@ -255,4 +260,42 @@ func sortedKeys(m map[string]string) []string {
 	}
 	slices.Sort(keys)
 	return keys
+}
+
+// sharedHashes remembers the content hash of clusters and load assignments
+// by identity. The translator builds those once per index and hands the
+// same (read-only) messages to every proxy that reads the service, so with
+// a thousand proxies a push hashes each once instead of a thousand times.
+// Listeners and route configurations are built per proxy and not kept.
+// The map is emptied when it grows past its bound, which also lets go of
+// old generations.
+type sharedHashes struct {
+	mu sync.Mutex
+	m  map[types.Resource]uint64
+}
+
+const maxSharedHashes = 1 << 16
+
+var shared = &sharedHashes{m: map[types.Resource]uint64{}}
+
+func (s *sharedHashes) get(k kind, r types.Resource) (uint64, bool) {
+	if k != kindCluster && k != kindEndpoint {
+		return 0, false
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	v, ok := s.m[r]
+	return v, ok
+}
+
+func (s *sharedHashes) put(k kind, r types.Resource, v uint64) {
+	if k != kindCluster && k != kindEndpoint {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.m) >= maxSharedHashes {
+		clear(s.m)
+	}
+	s.m[r] = v
 }
