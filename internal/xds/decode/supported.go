@@ -10,6 +10,7 @@ import (
 	// proxy (see DESIGN.md on the sidecar's footprint).
 	_ "github.com/envoyproxy/go-control-plane/contrib/envoy/extensions/filters/network/kafka_broker/v3"
 	_ "github.com/envoyproxy/go-control-plane/envoy/config/bootstrap/v3"
+	_ "github.com/envoyproxy/go-control-plane/envoy/config/trace/v3"
 	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/access_loggers/file/v3"
 	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/access_loggers/stream/v3"
 	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/cors/v3"
@@ -91,7 +92,19 @@ var supported = map[protoreflect.FullName]fieldSet{
 		"skip_xff_append", "generate_request_id", "preserve_external_request_id", "request_timeout",
 		"request_headers_timeout", "stream_idle_timeout", "common_http_protocol_options", "http2_protocol_options",
 		"server_name", "server_header_transformation", "via", "upgrade_configs", "strip_any_host_port",
-		"strip_matching_host_port", "normalize_path", "merge_slashes", "path_with_escaped_slashes_action"),
+		"server_name", "server_header_transformation", "via", "upgrade_configs", "strip_any_host_port",
+		"strip_matching_host_port", "normalize_path", "merge_slashes", "path_with_escaped_slashes_action", "tracing"),
+	"envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager.Tracing": set("provider",
+		"client_sampling", "random_sampling", "overall_sampling", "custom_tags", "spawn_upstream_span", "max_path_tag_length"),
+	"envoy.config.trace.v3.Tracing.Http":          set("name", "typed_config"),
+	"envoy.config.trace.v3.OpenTelemetryConfig":   set("grpc_service", "service_name"),
+	"envoy.config.core.v3.GrpcService":            set("envoy_grpc"),
+	"envoy.config.core.v3.GrpcService.EnvoyGrpc":  set("cluster_name"),
+	"envoy.type.tracing.v3.CustomTag":             set("tag", "literal", "environment", "request_header"),
+	"envoy.type.tracing.v3.CustomTag.Literal":     set("value"),
+	"envoy.type.tracing.v3.CustomTag.Environment": set("name", "default_value"),
+	"envoy.type.tracing.v3.CustomTag.Header":      set("name", "default_value"),
+	"envoy.config.route.v3.Tracing":               set("client_sampling", "random_sampling", "overall_sampling", "custom_tags"),
 	"envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager.UpgradeConfig": set("upgrade_type", "enabled"),
 	"envoy.extensions.filters.network.http_connection_manager.v3.HttpFilter":                          set("name", "typed_config"),
 	"envoy.extensions.filters.http.router.v3.Router":                                                  set(),
@@ -161,7 +174,7 @@ var supported = map[protoreflect.FullName]fieldSet{
 	"envoy.config.route.v3.RateLimit.Action.MaskedRemoteAddress": set("v4_prefix_mask_len", "v6_prefix_mask_len"),
 	"envoy.config.route.v3.RateLimit.Action.GenericKey":          set("descriptor_value", "descriptor_key"),
 	"envoy.config.route.v3.RateLimit.Action.HeaderValueMatch":    set("descriptor_key", "descriptor_value", "expect_match", "headers"),
-	"envoy.config.route.v3.Route": set("name", "match", "route", "redirect", "direct_response", "typed_per_filter_config",
+	"envoy.config.route.v3.Route": set("name", "match", "route", "redirect", "direct_response", "typed_per_filter_config", "tracing",
 		"request_headers_to_add", "request_headers_to_remove", "response_headers_to_add", "response_headers_to_remove"),
 	"envoy.config.route.v3.RouteMatch": set("prefix", "path", "safe_regex", "path_separated_prefix",
 		"case_sensitive", "headers", "query_parameters", "grpc"),
