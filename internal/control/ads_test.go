@@ -50,6 +50,10 @@ type adsClient struct {
 	cancel context.CancelFunc
 	done   chan struct{} // closed when the receive loop ends
 
+	// follow: subscribe to what clusters and listeners name, as an Envoy
+	// does (a proxyless client names what it wants itself).
+	follow bool
+
 	sendMu sync.Mutex
 	first  bool
 
@@ -87,8 +91,10 @@ func proxylessNode(t *testing.T, id, mesh string) *corev3.Node {
 	return &corev3.Node{Id: id, Cluster: mesh, Metadata: meta}
 }
 
-// connect opens an ADS stream to addr for node and, unless it is given
-// explicit requests later, asks for every cluster and listener.
+// connect opens an ADS stream to addr for node. With wildcard it asks for
+// every cluster and listener and follows them to their load assignments and
+// route configurations, as a proxy does; without, the test makes the
+// requests (request), as a proxyless client does.
 func connect(t *testing.T, addr string, node *corev3.Node, wildcard bool) *adsClient {
 	t.Helper()
 	cc, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
@@ -103,7 +109,7 @@ func connect(t *testing.T, addr string, node *corev3.Node, wildcard bool) *adsCl
 		t.Fatal(err)
 	}
 	c := &adsClient{
-		t: t, node: node, stream: stream, cancel: cancel, done: make(chan struct{}), first: true,
+		t: t, node: node, stream: stream, cancel: cancel, done: make(chan struct{}), first: true, follow: wildcard,
 		names: map[string][]string{}, last: map[string]*discoveryv3.DiscoveryResponse{},
 		count: map[string]int{}, nack: map[string]string{},
 	}
@@ -172,11 +178,11 @@ func (c *adsClient) loop() {
 		}
 		c.last[typ] = resp
 		var sub *discoveryv3.DiscoveryRequest
-		switch typ {
-		case resource.ClusterType:
-			sub = c.follow(resource.EndpointType, edsNames(resp))
-		case resource.ListenerType:
-			sub = c.follow(resource.RouteType, rdsNames(resp))
+		switch {
+		case c.follow && typ == resource.ClusterType:
+			sub = c.subscribe(resource.EndpointType, edsNames(resp))
+		case c.follow && typ == resource.ListenerType:
+			sub = c.subscribe(resource.RouteType, rdsNames(resp))
 		}
 		c.mu.Unlock()
 		c.send(req)
@@ -186,9 +192,9 @@ func (c *adsClient) loop() {
 	}
 }
 
-// follow updates the subscription of typ to names and returns the request
-// that says so, or nil when it did not change. c.mu is held.
-func (c *adsClient) follow(typ string, names []string) *discoveryv3.DiscoveryRequest {
+// subscribe updates the subscription of typ to names and returns the
+// request that says so, or nil when it did not change. c.mu is held.
+func (c *adsClient) subscribe(typ string, names []string) *discoveryv3.DiscoveryRequest {
 	if _, ok := c.names[typ]; ok && slices.Equal(c.names[typ], names) {
 		return nil
 	}

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
@@ -406,10 +407,6 @@ func TestProxyless(t *testing.T) {
 	p := connect(t, c.xdsAddr(), proxylessNode(t, "proxyless/client", "default"), false)
 	p.request(resource.ListenerType, "x")
 	waitFor(t, "the API listener for x", func() bool { return slices.Equal(p.resources(resource.ListenerType), []string{"x"}) })
-	if got := p.resources(resource.RouteType); !slices.Equal(got, nil) {
-		// grpc-go asks for route configurations by name, as below.
-		t.Logf("route configurations before asking: %v", got)
-	}
 	p.request(resource.RouteType, "outbound:default/x:80")
 	waitFor(t, "x's route configuration", func() bool {
 		return slices.Equal(p.resources(resource.RouteType), []string{"outbound:default/x:80"})
@@ -451,5 +448,71 @@ func TestGracefulStop(t *testing.T) {
 	case <-a.done:
 	case <-time.After(bound):
 		t.Fatal("the proxy's stream stayed open after Run returned")
+	}
+}
+
+func TestRegistrationRefusals(t *testing.T) {
+	c := start(t, time.Minute)
+	applyDocs(t, c, base)
+
+	// A node whose id is not its Dataplane's gets nothing and registers
+	// nothing.
+	bad := connect(t, c.xdsAddr(), dataplaneNode(t, "default/impostor", "default", dpA), true)
+	// An invalid Dataplane likewise.
+	invalid := connect(t, c.xdsAddr(), dataplaneNode(t, "default/bad-1", "default", `apiVersion: trellis.dev/v1alpha1
+kind: Dataplane
+metadata: {name: bad-1}
+spec: {address: 127.0.0.1, inbound: [{port: 99999, appPort: 8000}]}
+`), true)
+	// A good one, to know when the others have had their chance.
+	good := connect(t, c.xdsAddr(), dataplaneNode(t, "default/a-1", "default", dpA), true)
+	synced(t, good)
+	waitFor(t, "both refused nodes to be known to the xDS server", func() bool {
+		s1, _ := c.xds.Status("default/impostor")
+		s2, _ := c.xds.Status("default/bad-1")
+		return s1.Connected && s2.Connected
+	})
+	caughtUp(t, c)
+	for _, key := range []store.Key{{Kind: "Dataplane", Namespace: "default", Name: "impostor"}, {Kind: "Dataplane", Namespace: "default", Name: "bad-1"}} {
+		if _, err := c.store.Get(context.Background(), key); !errors.Is(err, store.ErrNotFound) {
+			t.Errorf("%s: %v, want it not registered", key, err)
+		}
+	}
+	if bad.responses(resource.ClusterType)+invalid.responses(resource.ClusterType) != 0 {
+		t.Errorf("a refused node received configuration")
+	}
+}
+
+func TestRegistrationFromStore(t *testing.T) {
+	c := start(t, time.Minute)
+	// x-1 is applied by hand; its proxy sends no Dataplane, only its id.
+	applyDocs(t, c, base)
+	x := connect(t, c.xdsAddr(), &corev3.Node{Id: "default/x-1", Cluster: "default"}, true)
+	waitFor(t, "x-1 to be Ready", conditionIs(t, c, "x-1", ConditionReady, metav1.ConditionTrue))
+	waitFor(t, "x-1's inbound listener", func() bool {
+		return slices.Contains(x.resources(resource.ListenerType), "inbound:127.0.0.11:10080")
+	})
+	if dp := stored(t, c, "default", "x-1"); dp.Spec.Address != "127.0.0.11" || !dp.Status.Connected {
+		t.Errorf("x-1: %+v", dp)
+	}
+}
+
+func TestProxylessMeshIsolation(t *testing.T) {
+	c := start(t, time.Minute)
+	applyDocs(t, c, base+`---
+apiVersion: trellis.dev/v1alpha1
+kind: Mesh
+metadata: {name: other}
+---
+apiVersion: trellis.dev/v1alpha1
+kind: Service
+metadata: {name: z, labels: {trellis.dev/mesh: other}}
+spec: {selector: {app: z}, ports: [{port: 80, protocol: http}]}
+`)
+	p := connect(t, c.xdsAddr(), proxylessNode(t, "proxyless/other-client", "other"), false)
+	p.request(resource.ListenerType, "z", "x")
+	waitFor(t, "the API listener for z", func() bool { return slices.Contains(p.resources(resource.ListenerType), "z") })
+	if got := p.resources(resource.ListenerType); slices.Contains(got, "x") {
+		t.Errorf("a proxyless client of mesh other received x of mesh default: %v", got)
 	}
 }

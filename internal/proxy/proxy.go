@@ -22,6 +22,7 @@ import (
 	"github.com/trellis-mesh/trellis/internal/proxy/tlsx"
 	"github.com/trellis-mesh/trellis/internal/telemetry/accesslog"
 	"github.com/trellis-mesh/trellis/internal/telemetry/metrics"
+	"github.com/trellis-mesh/trellis/internal/telemetry/trace"
 	"github.com/trellis-mesh/trellis/internal/xds/decode"
 )
 
@@ -46,6 +47,7 @@ type Proxy struct {
 	sinks     *accesslog.Sinks
 	clusters  *cluster.Manager
 	listeners *listener.Manager
+	tracers   *trace.Manager // span exporters; outlive snapshots
 	started   time.Time
 
 	mu       sync.Mutex // serializes Apply
@@ -77,6 +79,7 @@ func New(opts Options) *Proxy {
 		opts: opts, log: opts.Logger, metrics: reg, sinks: accesslog.NewSinks(),
 		clusters: cluster.NewManager(reg, opts.Logger), started: time.Now(),
 	}
+	p.tracers = trace.NewManager(opts.Logger)
 	p.listeners = listener.NewManager(opts.Logger, reg)
 	p.listeners.DrainTimeout = opts.DrainTimeout
 	return p
@@ -122,6 +125,7 @@ func (p *Proxy) apply(b *bootstrapv3.Bootstrap, dryRun bool) error {
 		return err
 	}
 	deps := listener.Deps{Clusters: set, Secrets: secrets, Metrics: p.metrics, Sinks: p.sinks}
+	deps.Tracers, deps.NodeID = p.tracers, b.GetNode().GetId()
 	var ls []*listener.Listener
 	var errs []error
 	names := map[string]int{}
@@ -154,6 +158,7 @@ func (p *Proxy) apply(b *bootstrapv3.Bootstrap, dryRun bool) error {
 		return err
 	}
 	p.clusters.Commit(set)
+	p.tracers.Commit()
 	v := 1
 	if prev != nil {
 		v = prev.version + 1
@@ -229,6 +234,7 @@ func (p *Proxy) Shutdown(ctx context.Context) {
 	defer cancel()
 	p.listeners.Shutdown(ctx)
 	p.clusters.Close()
+	_ = p.tracers.Shutdown(ctx) // flushes queued spans within the drain bound
 	if p.adminSrv != nil {
 		sctx, scancel := context.WithTimeout(context.Background(), time.Second)
 		_ = p.adminSrv.Shutdown(sctx)

@@ -27,6 +27,7 @@ import (
 	"github.com/trellis-mesh/trellis/internal/proxy/tlsx"
 	"github.com/trellis-mesh/trellis/internal/telemetry/accesslog"
 	"github.com/trellis-mesh/trellis/internal/telemetry/metrics"
+	"github.com/trellis-mesh/trellis/internal/telemetry/trace"
 	"github.com/trellis-mesh/trellis/internal/xds/decode"
 )
 
@@ -78,6 +79,10 @@ type Deps struct {
 	Secrets  tlsx.Secrets
 	Metrics  *metrics.Registry
 	Sinks    *accesslog.Sinks
+
+	// Tracers and NodeID serve connection managers' tracing.
+	Tracers *trace.Manager
+	NodeID  string
 }
 
 // Build translates a Listener. Errors name fields below it.
@@ -209,7 +214,7 @@ func buildChain(fc *listenerv3.FilterChain, l *Listener, d Deps, path string, in
 			fail("filters[%d].typed_config: %v", last, err)
 			break
 		}
-		cfg, err := hcm.Build(pb, hcm.Deps{Listener: l.Name, ListenerAddr: l.Address, Clusters: d.Clusters, Metrics: d.Metrics, Sinks: d.Sinks, Filters: hcm.Filters(d.Metrics)})
+		cfg, err := hcm.Build(pb, hcm.Deps{Tracers: d.Tracers, NodeID: d.NodeID, Listener: l.Name, ListenerAddr: l.Address, Clusters: d.Clusters, Metrics: d.Metrics, Sinks: d.Sinks, Filters: hcm.Filters(d.Metrics)})
 		if err != nil {
 			errs = append(errs, decode.PrefixErrors(fmt.Sprintf("%s.filters[%d].typed_config", path, last), err))
 			break
