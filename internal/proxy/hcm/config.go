@@ -22,6 +22,7 @@ import (
 	"github.com/trellis-mesh/trellis/internal/proxy/route"
 	"github.com/trellis-mesh/trellis/internal/telemetry/accesslog"
 	"github.com/trellis-mesh/trellis/internal/telemetry/metrics"
+	"github.com/trellis-mesh/trellis/internal/telemetry/trace"
 	"github.com/trellis-mesh/trellis/internal/xds/decode"
 )
 
@@ -87,6 +88,11 @@ type Config struct {
 	chain      httpfilter.Handler
 	Stats      *metrics.HTTP
 	RouteStats []*metrics.Route // by route.Route.ID
+
+	// Tracer is the connection manager's tracing; nil without (then
+	// requests pay nothing for it and trace headers pass untouched).
+	Tracer       *trace.Tracer
+	routeTracing []routeTracing // by route.Route.ID; nil without overrides
 }
 
 // Deps are what Build needs from the snapshot being built.
@@ -98,6 +104,11 @@ type Deps struct {
 	Sinks        *accesslog.Sinks
 	// Filters are the HTTP filters available to http_filters.
 	Filters httpfilter.Registry
+	// Tracers provides the span exporters of the tracing field; a
+	// configuration with tracing is rejected without it.
+	Tracers *trace.Manager
+	// NodeID is the proxy's node id, recorded on spans.
+	NodeID string
 }
 
 // Build translates an HttpConnectionManager. Errors name fields below it.
@@ -205,6 +216,9 @@ func Build(pb *hcmv3.HttpConnectionManager, d Deps) (*Config, error) {
 	}
 	if c.Routes != nil {
 		errs = append(errs, checkClusters(c.Routes, d.Clusters)...)
+	}
+	if c.Tracer, c.routeTracing, err = buildTracing(pb, d); err != nil {
+		errs = append(errs, err)
 	}
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)

@@ -16,6 +16,7 @@ import (
 	"github.com/trellis-mesh/trellis/internal/proxy/cluster/outlier"
 	"github.com/trellis-mesh/trellis/internal/proxy/route"
 	"github.com/trellis-mesh/trellis/internal/telemetry/accesslog"
+	"github.com/trellis-mesh/trellis/internal/telemetry/trace"
 )
 
 var (
@@ -161,6 +162,10 @@ func (s *stream) forward(rt *route.Route, path string) {
 				fmt.Sprintf("cluster %q: too many requests in flight (circuit_breakers max_requests)", name))
 			return
 		}
+		var attemptSpan trace.ClientSpan
+		if s.span.Active() {
+			attemptSpan = s.startAttempt(out, name, host)
+		}
 		host.Begin()
 		t0 := time.Now()
 		resp, err := cl.Transport(r.ProtoMajor).RoundTrip(out)
@@ -184,6 +189,7 @@ func (s *stream) forward(rt *route.Route, path string) {
 			host.Observe(s.upstreamTime, overloaded)
 		}
 		if s.retry(ctx, tryCtx, policy, attempt, replay, cl, resp, err) {
+			attemptSpan.End(statusOf(resp), err)
 			retryHeld = true
 			host.End()
 			cl.ReleaseRequest()
@@ -198,6 +204,10 @@ func (s *stream) forward(rt *route.Route, path string) {
 		defer host.End()
 		defer cl.ReleaseRequest()
 		defer tryCancel()
+		if attemptSpan.Recording() {
+			// Ends once the response is streamed (or the exchange failed).
+			defer attemptSpan.End(statusOf(resp), err)
+		}
 		if err != nil {
 			s.upstreamError(ctx, tryCtx, cl, err)
 			return
@@ -213,6 +223,14 @@ func (s *stream) forward(rt *route.Route, path string) {
 		s.copyResponse(tryCtx, resp, cl, idle)
 		return
 	}
+}
+
+// statusOf returns resp's status, 0 without a response.
+func statusOf(resp *http.Response) int {
+	if resp == nil {
+		return 0
+	}
+	return resp.StatusCode
 }
 
 func (s *stream) upgradeAllowed(rt *route.Route) bool {

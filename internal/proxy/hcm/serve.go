@@ -41,6 +41,9 @@ func (c *Config) serve(w http.ResponseWriter, r *http.Request) {
 	}
 	vh, rt := c.Routes.Match(r, path, &c.RouteOpts)
 	s.vhost, s.route = vh, rt
+	if c.Tracer != nil {
+		s.startTrace(rt)
+	}
 	if rt == nil {
 		s.localReply(http.StatusNotFound, accesslog.NoRoute, ReasonNoRoute,
 			fmt.Sprintf("no route matched: listener %q, route config %q, host %q, path %q", c.Listener, c.Routes.Name, r.Host, path))

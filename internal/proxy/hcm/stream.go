@@ -11,6 +11,7 @@ import (
 	"github.com/trellis-mesh/trellis/internal/proxy/httpfilter"
 	"github.com/trellis-mesh/trellis/internal/proxy/route"
 	"github.com/trellis-mesh/trellis/internal/telemetry/accesslog"
+	"github.com/trellis-mesh/trellis/internal/telemetry/trace"
 )
 
 // stream is the per-request state of the connection manager. It is pooled.
@@ -45,6 +46,7 @@ type stream struct {
 	path2       string             // the matched (escaped) path
 	replyHeader http.Header        // extra headers for a local reply
 	freq        httpfilter.Request // reused by the filter chain
+	span        trace.Span         // the server span; inactive without tracing
 }
 
 var streamPool = sync.Pool{New: func() any { return new(stream) }}
@@ -79,6 +81,9 @@ func (b *countingBody) Close() error { return b.rc.Close() }
 func (s *stream) finish() {
 	c := s.cfg
 	d := time.Since(s.start)
+	if s.span.Recording() {
+		s.endTrace()
+	}
 	c.Stats.Done(s.status)
 	c.Stats.Duration.Observe(d.Seconds())
 	if s.route != nil {

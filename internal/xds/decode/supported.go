@@ -92,7 +92,6 @@ var supported = map[protoreflect.FullName]fieldSet{
 		"skip_xff_append", "generate_request_id", "preserve_external_request_id", "request_timeout",
 		"request_headers_timeout", "stream_idle_timeout", "common_http_protocol_options", "http2_protocol_options",
 		"server_name", "server_header_transformation", "via", "upgrade_configs", "strip_any_host_port",
-		"server_name", "server_header_transformation", "via", "upgrade_configs", "strip_any_host_port",
 		"strip_matching_host_port", "normalize_path", "merge_slashes", "path_with_escaped_slashes_action", "tracing"),
 	"envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager.Tracing": set("provider",
 		"client_sampling", "random_sampling", "overall_sampling", "custom_tags", "spawn_upstream_span", "max_path_tag_length"),
