@@ -221,6 +221,33 @@ func TestNATSProxy(t *testing.T) {
 		}
 	})
 
+	t.Run("request/reply inboxes count under one label", func(t *testing.T) {
+		responder := connect(t, addr, nil)
+		responder.Subscribe("svc.echo", func(m *natsgo.Msg) { m.Respond(m.Data) })
+		responder.Flush()
+		requester := connect(t, addr, nil)
+		for i := range 5 {
+			m, err := requester.Request("svc.echo", []byte{byte(i)}, 5*time.Second)
+			if err != nil || len(m.Data) != 1 || m.Data[0] != byte(i) {
+				t.Fatalf("request %d: %v %v", i, m, err)
+			}
+		}
+		m := scrape(t, env.admin)
+		for series, want := range map[string]float64{
+			`trellis_nats_messages_total{direction="publish",stat_prefix="nats",subject="svc.echo"}`: 5,
+			`trellis_nats_messages_total{direction="deliver",stat_prefix="nats",subject="svc.echo"}`: 5,
+			`trellis_nats_messages_total{direction="publish",stat_prefix="nats",subject="_INBOX.>"}`: 5,
+			`trellis_nats_messages_total{direction="deliver",stat_prefix="nats",subject="_INBOX.>"}`: 5,
+		} {
+			if got := metricValue(m, series); got != want {
+				t.Errorf("%s = %v, want %v", series, got, want)
+			}
+		}
+		if regexp.MustCompile(`subject="_INBOX\.[^>]`).MatchString(m) {
+			t.Error("an inbox subject got its own series")
+		}
+	})
+
 	t.Run("denied publish gets the permissions error and reaches no one", func(t *testing.T) {
 		direct := connect(t, env.srv.Addr().String(), nil)
 		var secret, marker atomic.Int64

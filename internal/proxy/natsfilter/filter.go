@@ -152,7 +152,7 @@ func (c *conn) clientFrame(fr *nats.Frame, n int) {
 			c.drop(n)
 			return
 		}
-		c.f.stats.Subject(metrics.NATSPublish, fr.Subject).Add(fr.Size)
+		c.f.stats.Subject(metrics.NATSPublish, label(fr.Subject)).Add(fr.Size)
 		if fr.Op == nats.OpPub && c.f.cfg.InjectTraceparent && c.cliHeaders && c.serverHeaders() {
 			c.extraBuf = appendTraced(c.extraBuf[:0], fr)
 			c.extra = c.extraBuf
@@ -165,7 +165,7 @@ func (c *conn) clientFrame(fr *nats.Frame, n int) {
 			c.drop(n)
 			return
 		}
-		h := c.f.stats.Subject(metrics.NATSDeliver, fr.Subject)
+		h := c.f.stats.Subject(metrics.NATSDeliver, label(fr.Subject))
 		c.subsMu.Lock()
 		if c.subs == nil {
 			c.subs = map[string]*metrics.NATSSubject{}
@@ -380,3 +380,22 @@ func (c *conn) CloseWrite() error {
 
 // NetConn returns the wrapped connection.
 func (c *conn) NetConn() net.Conn { return c.Conn }
+
+// Subjects that are unique per connection or per message collapse to one
+// label each, so they do not use up the cardinality cap: reply inboxes
+// (nats.go's "_INBOX.<nuid>.<token>") and JetStream acknowledgements.
+var (
+	inboxPrefix, inboxLabel = []byte("_INBOX."), []byte("_INBOX.>")
+	jsAckPrefix, jsAckLabel = []byte("$JS.ACK."), []byte("$JS.ACK.>")
+)
+
+// label is the subject label of a subject or subscription pattern.
+func label(subject []byte) []byte {
+	switch {
+	case bytes.HasPrefix(subject, inboxPrefix):
+		return inboxLabel
+	case bytes.HasPrefix(subject, jsAckPrefix):
+		return jsAckLabel
+	}
+	return subject
+}

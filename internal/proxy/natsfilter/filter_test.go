@@ -271,3 +271,14 @@ func BenchmarkFilterMsg(b *testing.B) {
 type discardConn struct{ net.Conn }
 
 func (discardConn) Write(p []byte) (int, error) { return len(p), nil }
+
+func TestLabel(t *testing.T) {
+	for in, want := range map[string]string{
+		"orders.eu": "orders.eu", "_INBOX.abc.def": "_INBOX.>", "_INBOX.abc.*": "_INBOX.>",
+		"$JS.ACK.s.c.1.2.3.4.5": "$JS.ACK.>", "_INBOXES": "_INBOXES",
+	} {
+		if got := string(label([]byte(in))); got != want {
+			t.Errorf("label(%q) = %q, want %q", in, got, want)
+		}
+	}
+}

@@ -31,8 +31,12 @@ func peerOf(c net.Conn) peer {
 
 // spiffeID returns the spiffe:// URI SAN of the peer's leaf certificate,
 // or "".
+//
+// The certificate is verified: tlsx.ServerConfig asks for client
+// certificates only when the chain has a validation context, and then the
+// handshake fails unless the certificate verifies against trusted_ca.
 func spiffeID(cs tls.ConnectionState) string {
-	if len(cs.PeerCertificates) == 0 {
+	if !cs.HandshakeComplete || len(cs.PeerCertificates) == 0 {
 		return ""
 	}
 	for _, u := range cs.PeerCertificates[0].URIs {
