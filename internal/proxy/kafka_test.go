@@ -6,8 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -20,6 +22,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/trellis-mesh/trellis/internal/proxy"
+	"github.com/trellis-mesh/trellis/internal/xds/decode"
 )
 
 // Kafka tests run the real franz-go client against kfake, franz-go's
@@ -452,5 +455,70 @@ func TestKafkaBadFrames(t *testing.T) {
 	}
 	if got := kafkaMetric(t, reg, "trellis_kafka_protocol_errors_total", map[string]string{"reason": "malformed"}); got != 3 {
 		t.Errorf("malformed = %v, want 3", got)
+	}
+}
+
+// TestKafkaConfigErrors: bad kafka_broker and kafka_policy configurations
+// are refused with the field's path.
+func TestKafkaConfigErrors(t *testing.T) {
+	const head = `
+static_resources:
+  clusters:
+  - name: k
+    load_assignment: {cluster_name: k, endpoints: [{lb_endpoints: [{endpoint: {address: {socket_address: {address: 127.0.0.1, port_value: 9092}}}}]}]}
+  listeners:
+  - name: kafka
+    address: {socket_address: {address: 127.0.0.1, port_value: 0}}
+    filter_chains:
+    - filters:
+`
+	const broker = `      - name: envoy.filters.network.kafka_broker
+        typed_config: {"@type": type.googleapis.com/envoy.extensions.filters.network.kafka_broker.v3.KafkaBroker, stat_prefix: k}
+`
+	const tcp = `      - {name: tcp, typed_config: {"@type": type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy, stat_prefix: k, cluster: k}}
+`
+	policy := func(value string) string {
+		return `      - name: trellis.filters.network.kafka_policy
+        typed_config:
+          "@type": type.googleapis.com/xds.type.v3.TypedStruct
+          type_url: type.googleapis.com/trellis.filters.network.kafka.v1.TopicPolicy
+          value: ` + value + "\n"
+	}
+	tests := []struct {
+		name    string
+		filters string
+		want    string
+	}{
+		{name: "policy without broker", filters: policy("{}") + tcp,
+			want: "filter_chains[0].filters[0].typed_config: kafka_policy must follow a kafka_broker filter"},
+		{name: "rewrite rule", filters: `      - name: envoy.filters.network.kafka_broker
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.kafka_broker.v3.KafkaBroker
+          stat_prefix: k
+          id_based_broker_address_rewrite_spec: {rules: [{id: 1, host: "", port: 0}]}
+` + tcp, want: "filters[0].typed_config.id_based_broker_address_rewrite_spec.rules[0].port: 0 is not a port"},
+		{name: "api key", filters: `      - name: envoy.filters.network.kafka_broker
+        typed_config: {"@type": type.googleapis.com/envoy.extensions.filters.network.kafka_broker.v3.KafkaBroker, stat_prefix: k, api_keys_denied: [70000]}
+` + tcp, want: "filters[0].typed_config.api_keys_denied[0]: 70000 is not an API key"},
+		{name: "unknown policy field", filters: broker + policy("{rulez: []}") + tcp,
+			want: `filters[1].typed_config.value: json: unknown field "rulez"`},
+		{name: "bad rule", filters: broker + policy(`{rules: [{action: ALLOW, operations: [steal], topics: [t]}]}`) + tcp,
+			want: `filters[1].typed_config.value.rules[0].operations[0]: "steal" is not one of`},
+		{name: "frame limit", filters: broker + policy(`{max_frame_bytes: 10}`) + tcp,
+			want: "filters[1].typed_config.value.max_frame_bytes: 10 is outside"},
+		{name: "not before tcp_proxy", filters: broker + `      - name: hcm
+        typed_config: {"@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager, stat_prefix: h, route_config: {}, ` + routerFilter + `}
+`, want: "filters[1]: kafka_broker needs tcp_proxy as the terminal filter"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			b, err := decode.Bootstrap([]byte(head + tc.filters))
+			if err == nil {
+				err = proxy.New(proxy.Options{Logger: slog.New(slog.DiscardHandler)}).Validate(b)
+			}
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("error %v\nwant it to contain %q", err, tc.want)
+			}
+		})
 	}
 }

@@ -62,13 +62,12 @@ type Policy struct {
 }
 
 type rule struct {
-	allow      bool
-	ops        [3]bool
-	topics     matcher
-	anyone     bool
-	prefixes   []netip.Prefix
-	spiffe     matcher
-	principals int
+	allow    bool
+	ops      [3]bool
+	topics   matcher
+	anyone   bool
+	prefixes []netip.Prefix
+	spiffe   matcher
 }
 
 // matcher matches names exactly or by prefix.
