@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"cmp"
 	"encoding/json"
 	"errors"
@@ -57,13 +58,28 @@ func mergeCmd(args []string) error {
 	if err != nil {
 		return err
 	}
+	// Sections recorded by the other tools (policy-cost, pushscale) sit
+	// after keepMarker in RESULTS.md and survive a merge.
+	var kept []byte
+	if old, err := os.ReadFile(*mdOut); err == nil {
+		if i := bytes.Index(old, []byte(keepMarker)); i >= 0 {
+			kept = old[i:]
+		}
+	}
 	f, err := os.Create(*mdOut)
 	if err != nil {
 		return err
 	}
 	writeMerged(f, merge(srcs))
+	if len(kept) > 0 {
+		f.Write([]byte("\n"))
+		f.Write(kept)
+	}
 	return f.Close()
 }
+
+// keepMarker starts the part of RESULTS.md that merge keeps as it is.
+const keepMarker = "<!-- Recorded by other tools; report merge keeps everything below. -->"
 
 // readResultDir reads the result files of the full runs in dir: quick runs
 // (named *-quick.json, or quick=1 in their metadata) are left out.
