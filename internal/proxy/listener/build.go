@@ -21,6 +21,7 @@ import (
 
 	"github.com/trellis-mesh/trellis/internal/proxy/cluster"
 	"github.com/trellis-mesh/trellis/internal/proxy/hcm"
+	"github.com/trellis-mesh/trellis/internal/proxy/kafkabroker"
 	"github.com/trellis-mesh/trellis/internal/proxy/natsfilter"
 	"github.com/trellis-mesh/trellis/internal/proxy/ratelimit"
 	"github.com/trellis-mesh/trellis/internal/proxy/tcp"
@@ -54,6 +55,9 @@ type Chain struct {
 	TLS   *tls.Config
 	HCM   *hcm.Config
 	TCP   *tcp.Proxy
+
+	// kafka is the kafka_broker filter (with its kafka_policy), if any.
+	kafka *kafkabroker.Filter
 
 	server *hcm.Server // set by the Manager
 	limits []limiter   // local_ratelimit filters, in order
@@ -181,7 +185,14 @@ func buildChain(fc *listenerv3.FilterChain, l *Listener, d Deps, path string, in
 		fail("filters: a terminal network filter (http_connection_manager or tcp_proxy) is required")
 		return nil, errors.Join(errs...)
 	}
+	var kcfg *kafkabroker.Config
 	for i, f := range fs[:len(fs)-1] {
+		if ok, err := buildKafka(f.GetTypedConfig(), &kcfg); ok {
+			if err != nil {
+				errs = append(errs, decode.PrefixErrors(fmt.Sprintf("%s.filters[%d]", path, i), err))
+			}
+			continue
+		}
 		if ts := (&xdstypev3.TypedStruct{}); f.GetTypedConfig().MessageIs(ts) {
 			if err := buildNATS(c, f.GetTypedConfig(), ts, d); err != nil {
 				errs = append(errs, decode.PrefixErrors(fmt.Sprintf("%s.filters[%d].typed_config", path, i), err))
@@ -237,6 +248,13 @@ func buildChain(fc *listenerv3.FilterChain, l *Listener, d Deps, path string, in
 		fail("filters[%d]: %s is not a terminal filter (put tcp_proxy after it)", last, f.GetName())
 	default:
 		fail("filters[%d]: network filter %q not supported", last, f.GetName())
+	}
+	if kcfg != nil {
+		if c.TCP == nil {
+			fail("filters[%d]: kafka_broker needs tcp_proxy as the terminal filter", last)
+		} else {
+			c.kafka = kafkabroker.New(kcfg, d.Metrics)
+		}
 	}
 	if len(c.nats) > 0 && c.HCM != nil {
 		fail("filters: the nats filter needs tcp_proxy as the terminal filter")

@@ -279,6 +279,9 @@ func (a *active) handle(m *Manager, c net.Conn) {
 	for _, nf := range chain.nats {
 		conn = nf.Wrap(conn, m.log)
 	}
+	if chain.kafka != nil {
+		conn = chain.kafka.Wrap(conn, m.log)
+	}
 	m.conns.Add(1)
 	defer m.conns.Done()
 	chain.TCP.Handle(m.tcpCtx, conn)
