@@ -124,7 +124,7 @@ func (p *Proxy) apply(b *bootstrapv3.Bootstrap, dryRun bool) error {
 	if err != nil {
 		return err
 	}
-	deps := listener.Deps{Clusters: set, Secrets: secrets, Metrics: p.metrics, Sinks: p.sinks}
+	deps := listener.Deps{Clusters: set, Secrets: secrets, Metrics: p.metrics, Sinks: p.sinks, Log: p.log}
 	deps.Tracers, deps.NodeID = p.tracers, b.GetNode().GetId()
 	var ls []*listener.Listener
 	var errs []error

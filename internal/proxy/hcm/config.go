@@ -3,6 +3,7 @@ package hcm
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"strings"
 	"time"
@@ -19,6 +20,7 @@ import (
 	"github.com/trellis-mesh/trellis/internal/proxy/httpfilter/fault"
 	"github.com/trellis-mesh/trellis/internal/proxy/httpfilter/headermutation"
 	"github.com/trellis-mesh/trellis/internal/proxy/httpfilter/localratelimit"
+	"github.com/trellis-mesh/trellis/internal/proxy/httpfilter/rbac"
 	"github.com/trellis-mesh/trellis/internal/proxy/route"
 	"github.com/trellis-mesh/trellis/internal/telemetry/accesslog"
 	"github.com/trellis-mesh/trellis/internal/telemetry/metrics"
@@ -300,9 +302,11 @@ func buildFilters(pb *hcmv3.HttpConnectionManager, reg httpfilter.Registry) ([]h
 }
 
 // Filters returns the HTTP filters Trellis implements besides the router;
-// m (may be nil) receives the filters' metrics.
-func Filters(m *metrics.Registry) httpfilter.Registry {
-	return httpfilter.NewRegistry(fault.Builder{}, localratelimit.Builder{Metrics: m}, cors.Builder{}, headermutation.Builder{})
+// m (may be nil) receives the filters' metrics and log (nil:
+// slog.Default()) their debug lines.
+func Filters(m *metrics.Registry, log *slog.Logger) httpfilter.Registry {
+	return httpfilter.NewRegistry(fault.Builder{}, localratelimit.Builder{Metrics: m}, cors.Builder{}, headermutation.Builder{},
+		rbac.Builder{Metrics: m, Log: log})
 }
 
 // OpenAccessLog opens the sink of an Envoy AccessLog (file, stdout, stderr).

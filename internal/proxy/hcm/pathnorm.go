@@ -70,6 +70,7 @@ var (
 	errBadEscape    = errors.New("the path has a malformed percent-encoding")
 	errEncodedNUL   = errors.New("the path has an encoded NUL (%00)")
 	errEscapedSlash = errors.New("the path has an escaped slash (%2F or %5C) and path_with_escaped_slashes_action is REJECT_REQUEST")
+	errDotParams    = errors.New("the path has a dot segment with parameters (\"..;\" or \".;\")")
 )
 
 // Apply returns the normalized form of the escaped path p and whether
@@ -129,7 +130,9 @@ func (o PathOptions) Apply(p string) (out string, redirect bool, err error) {
 		}
 	}
 	if o.Normalize {
-		b = removeDotSegments(b)
+		if b, err = removeDotSegments(b); err != nil {
+			return "", false, err
+		}
 	}
 	if o.MergeSlashes {
 		b = mergeSlashes(b)
@@ -180,25 +183,34 @@ func (o PathOptions) isNormal(p string) bool {
 	return true
 }
 
-// isDotSegment reports whether s starts with the segment "." or "..".
+// isDotSegment reports whether s starts with the segment "." or "..",
+// alone or with path parameters (".;x", "..;x").
 func isDotSegment(s string) bool {
 	if s == "" || s[0] != '.' {
 		return false
 	}
-	if len(s) == 1 || s[1] == '/' {
+	if len(s) == 1 || s[1] == '/' || s[1] == ';' {
 		return true
 	}
-	return s[1] == '.' && (len(s) == 2 || s[2] == '/')
+	return s[1] == '.' && (len(s) == 2 || s[2] == '/' || s[2] == ';')
 }
 
 // removeDotSegments is RFC 3986 §5.2.4 for a path starting with "/".
-// Segments are otherwise kept, empty ones included.
-func removeDotSegments(p []byte) []byte {
+// Segments are otherwise kept, empty ones included. A dot segment with
+// path parameters ("/..;x/") is refused: RFC 3986 makes it an ordinary
+// segment, but Java servlet containers (Tomcat, Jetty) strip the
+// parameters and then treat it as a dot segment, so "/public/..;/admin"
+// would reach their "/admin" past any rule on "/admin" (CVE-2020-1957
+// class). Envoy passes it through.
+func removeDotSegments(p []byte) ([]byte, error) {
 	out := make([]byte, 1, len(p))
 	out[0] = '/'
 	rest := p[1:]
 	for {
 		seg, tail, more := cutSlash(rest)
+		if dot, _, params := strings.Cut(string(seg), ";"); params && (dot == "." || dot == "..") {
+			return nil, errDotParams
+		}
 		switch string(seg) {
 		case ".":
 		case "..":
@@ -213,7 +225,7 @@ func removeDotSegments(p []byte) []byte {
 			}
 		}
 		if !more {
-			return out
+			return out, nil
 		}
 		rest = tail
 	}

@@ -53,7 +53,10 @@ func TestPathApply(t *testing.T) {
 		{"redirect", PathOptions{Normalize: true, MergeSlashes: true, EscapedSlashes: UnescapeAndRedirect}, "/a%2F%2Fb", "/a/b", true, nil},
 		{"no redirect without escaped slash", PathOptions{Normalize: true, EscapedSlashes: UnescapeAndRedirect}, "/a/../b", "/b", false, nil},
 		{"path parameters are opaque", secure, "/admin;x=1/../b", "/b", false, nil},
-		{"dot dot with parameter is a segment", secure, "/public/..;/admin", "/public/..;/admin", false, nil},
+		{"dot dot with parameters is refused", secure, "/public/..;/admin", "", false, errDotParams},
+		{"dot with parameters is refused", secure, "/a/.;x=1/b", "", false, errDotParams},
+		{"dots inside a segment are kept", secure, "/a..;b/..c", "/a..;b/..c", false, nil},
+		{"dot parameters pass without normalize", PathOptions{}, "/public/..;/admin", "/public/..;/admin", false, nil},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -4,6 +4,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"strconv"
 	"strings"
@@ -23,6 +24,7 @@ import (
 	"github.com/trellis-mesh/trellis/internal/proxy/hcm"
 	"github.com/trellis-mesh/trellis/internal/proxy/kafkabroker"
 	"github.com/trellis-mesh/trellis/internal/proxy/natsfilter"
+	"github.com/trellis-mesh/trellis/internal/proxy/netrbac"
 	"github.com/trellis-mesh/trellis/internal/proxy/ratelimit"
 	"github.com/trellis-mesh/trellis/internal/proxy/tcp"
 	"github.com/trellis-mesh/trellis/internal/proxy/tlsx"
@@ -62,6 +64,7 @@ type Chain struct {
 	server *hcm.Server // set by the Manager
 	limits []limiter   // local_ratelimit filters, in order
 	nats   []*natsfilter.Filter
+	rbac   []*netrbac.Filter // network RBAC filters, in order
 }
 
 // limiter is a local_ratelimit network filter with its rejection counter.
@@ -87,6 +90,9 @@ type Deps struct {
 	// Tracers and NodeID serve connection managers' tracing.
 	Tracers *trace.Manager
 	NodeID  string
+	// Log receives filters' debug lines (RBAC shadow decisions); nil
+	// means slog.Default().
+	Log *slog.Logger
 }
 
 // Build translates a Listener. Errors name fields below it.
@@ -187,6 +193,12 @@ func buildChain(fc *listenerv3.FilterChain, l *Listener, d Deps, path string, in
 	}
 	var kcfg *kafkabroker.Config
 	for i, f := range fs[:len(fs)-1] {
+		if ok, err := buildRBAC(c, f.GetTypedConfig(), d); ok {
+			if err != nil {
+				errs = append(errs, decode.PrefixErrors(fmt.Sprintf("%s.filters[%d].typed_config", path, i), err))
+			}
+			continue
+		}
 		if ok, err := buildKafka(f.GetTypedConfig(), &kcfg); ok {
 			if err != nil {
 				errs = append(errs, decode.PrefixErrors(fmt.Sprintf("%s.filters[%d]", path, i), err))
@@ -225,7 +237,7 @@ func buildChain(fc *listenerv3.FilterChain, l *Listener, d Deps, path string, in
 			fail("filters[%d].typed_config: %v", last, err)
 			break
 		}
-		cfg, err := hcm.Build(pb, hcm.Deps{Tracers: d.Tracers, NodeID: d.NodeID, Listener: l.Name, ListenerAddr: l.Address, Clusters: d.Clusters, Metrics: d.Metrics, Sinks: d.Sinks, Filters: hcm.Filters(d.Metrics)})
+		cfg, err := hcm.Build(pb, hcm.Deps{Tracers: d.Tracers, NodeID: d.NodeID, Listener: l.Name, ListenerAddr: l.Address, Clusters: d.Clusters, Metrics: d.Metrics, Sinks: d.Sinks, Filters: hcm.Filters(d.Metrics, d.Log)})
 		if err != nil {
 			errs = append(errs, decode.PrefixErrors(fmt.Sprintf("%s.filters[%d].typed_config", path, last), err))
 			break

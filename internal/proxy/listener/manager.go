@@ -270,6 +270,10 @@ func (a *active) handle(m *Manager, c net.Conn) {
 	if chain.TLS != nil {
 		conn = tls.Server(conn, chain.TLS)
 	}
+	if len(chain.rbac) > 0 && !a.allowRBAC(m, chain, conn, ci.sni) {
+		conn.Close()
+		return
+	}
 	if chain.HCM != nil {
 		if err := chain.server.Serve(conn); err != nil {
 			conn.Close()
