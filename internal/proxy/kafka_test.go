@@ -2,6 +2,7 @@ package proxy_test
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -22,6 +23,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/trellis-mesh/trellis/internal/proxy"
+	"github.com/trellis-mesh/trellis/internal/testutil/certs"
 	"github.com/trellis-mesh/trellis/internal/xds/decode"
 )
 
@@ -265,6 +267,7 @@ func TestKafkaProxy(t *testing.T) {
 		for _, dir := range []string{"produced", "fetched"} {
 			got := kafkaMetric(t, reg, "trellis_kafka_topic_records_total", map[string]string{"stat_prefix": "kafka", "topic": topic, "direction": dir})
 			if got != n {
+				dumpKafkaTopics(t, reg)
 				t.Errorf("trellis_kafka_topic_records_total{topic=%q,direction=%q} = %v, want %d", topic, dir, got, n)
 			}
 			if b := kafkaMetric(t, reg, "trellis_kafka_topic_bytes_total", map[string]string{"topic": topic, "direction": dir}); b <= 0 {
@@ -520,5 +523,104 @@ static_resources:
 				t.Fatalf("error %v\nwant it to contain %q", err, tc.want)
 			}
 		})
+	}
+}
+
+// kafkaMTLS is one broker behind a listener that terminates mutual TLS;
+// the policy lets only spiffe://mesh.test/producer use topics.
+const kafkaMTLS = `
+static_resources:
+  listeners:
+  - name: kafka-0
+    address: {{addr .Listen}}
+    filter_chains:
+    - transport_socket:
+        name: envoy.transport_sockets.tls
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext
+          require_client_certificate: true
+          common_tls_context:
+            tls_certificates: [{certificate_chain: {filename: "{{.Cert}}"}, private_key: {filename: "{{.Key}}"}}]
+            validation_context: {trusted_ca: {filename: "{{.CA}}"}}
+      filters:
+      - name: envoy.filters.network.kafka_broker
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.kafka_broker.v3.KafkaBroker
+          stat_prefix: kafka
+          id_based_broker_address_rewrite_spec: {rules: [{id: 0, host: "{{.Host}}", port: {{.Port}}}]}
+      - name: trellis.filters.network.kafka_policy
+        typed_config:
+          "@type": type.googleapis.com/xds.type.v3.TypedStruct
+          type_url: type.googleapis.com/trellis.filters.network.kafka.v1.TopicPolicy
+          value:
+            default_action: DENY
+            rules:
+            - {action: ALLOW, operations: [produce, consume], topics: ["*"], principals: ["spiffe://mesh.test/producer"]}
+      - name: envoy.filters.network.tcp_proxy
+        typed_config: {"@type": type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy, stat_prefix: kafka, cluster: broker}
+  clusters:
+  - name: broker
+    load_assignment: {cluster_name: broker, endpoints: [{lb_endpoints: [{endpoint: {address: {{addr .Broker}}}}]}]}
+`
+
+// TestKafkaMutualTLS: over mutual TLS the topic policy names clients by
+// the SPIFFE ID of their certificate.
+func TestKafkaMutualTLS(t *testing.T) {
+	c, _ := kafkaCluster(t, 1, "orders")
+	ca := certs.NewCA(t, "mesh-ca")
+	leaf := ca.Issue(t, certs.LeafOptions{CommonName: "kafka", DNSNames: []string{"kafka.mesh"}, URIs: []string{"spiffe://mesh.test/kafka"}})
+	data := struct{ Listen, Broker, Cert, Key, CA, Host, Port string }{
+		Listen: "127.0.0.1:0", Broker: c.ListenAddrs()[0], Cert: leaf.CertFile, Key: leaf.KeyFile, CA: ca.File(), Host: "127.0.0.1", Port: "1"}
+	p := startProxy(t, kafkaMTLS, data)
+	data.Listen = p.ListenerAddrs()["kafka-0"]
+	data.Host, data.Port, _ = net.SplitHostPort(data.Listen)
+	if err := apply(t, p, kafkaMTLS, data); err != nil {
+		t.Fatal(err)
+	}
+	client := func(id string) *kgo.Client {
+		cert := ca.Issue(t, certs.LeafOptions{CommonName: id, URIs: []string{"spiffe://mesh.test/" + id}})
+		return kafkaClient(t, data.Listen, kgo.DialTLSConfig(&tls.Config{RootCAs: ca.Pool(), ServerName: "kafka.mesh",
+			Certificates: []tls.Certificate{cert.TLS}}), kgo.RecordRetries(2))
+	}
+	produce(t, client("producer"), 10, "orders")
+
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	err := client("other").ProduceSync(ctx, &kgo.Record{Topic: "orders", Value: []byte("x")}).FirstErr()
+	if !errors.Is(err, kerr.TopicAuthorizationFailed) {
+		t.Fatalf("produce by spiffe://mesh.test/other: %v, want TOPIC_AUTHORIZATION_FAILED", err)
+	}
+	if got := kafkaMetric(t, p.Metrics().Prom, "trellis_kafka_topic_records_total", map[string]string{"topic": "orders", "direction": "produced"}); got != 10 {
+		t.Errorf("orders counted %v produced records, want 10", got)
+	}
+}
+
+// TestKafkaNoAck: Produce requests with acks=0 get no response; the
+// filter expects none and later responses still match their requests.
+func TestKafkaNoAck(t *testing.T) {
+	c, _ := kafkaCluster(t, 1, "fire")
+	p, listen := startKafkaProxy(t, c, kafkaConfig{Rewrite: true})
+	cl := kafkaClient(t, listen[0], kgo.RequiredAcks(kgo.NoAck()), kgo.DisableIdempotentWrite())
+	produce(t, cl, 20, "fire")
+	produce(t, cl, 20, "fire")
+	consumer := kafkaClient(t, listen[0], kgo.ConsumeTopics("fire"), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	consume(t, consumer, map[string]int{"fire": 40})
+	reg := p.Metrics().Prom
+	if got := kafkaMetric(t, reg, "trellis_kafka_topic_records_total", map[string]string{"topic": "fire", "direction": "produced"}); got != 40 {
+		t.Errorf("fire counted %v produced records, want 40", got)
+	}
+	if got := kafkaMetric(t, reg, "trellis_kafka_protocol_errors_total", nil); got != 0 {
+		t.Errorf("%v protocol errors", got)
+	}
+}
+
+func dumpKafkaTopics(t *testing.T, reg *prometheus.Registry) {
+	mfs, _ := reg.Gather()
+	for _, mf := range mfs {
+		if strings.HasPrefix(mf.GetName(), "trellis_kafka") {
+			for _, m := range mf.GetMetric() {
+				t.Logf("%s %v %v %v", mf.GetName(), m.GetLabel(), m.GetCounter().GetValue(), m.GetHistogram().GetSampleCount())
+			}
+		}
 	}
 }

@@ -1,8 +1,13 @@
 package kafka
 
-import "github.com/twmb/franz-go/pkg/kmsg"
+import (
+	"strings"
 
-// SplitProduce removes from req the topics allow refuses and returns them.
+	"github.com/twmb/franz-go/pkg/kmsg"
+)
+
+// SplitProduce removes from req the topics allow refuses and returns them
+// (their names copied: they outlive the frame req was read from).
 func SplitProduce(req *kmsg.ProduceRequest, allow func(topic string) bool) []DeniedTopic {
 	var denied []DeniedTopic
 	kept := req.Topics[:0]
@@ -11,7 +16,7 @@ func SplitProduce(req *kmsg.ProduceRequest, allow func(topic string) bool) []Den
 			kept = append(kept, t)
 			continue
 		}
-		d := DeniedTopic{Topic: t.Topic}
+		d := DeniedTopic{Topic: strings.Clone(t.Topic)} // t.Topic aliases the frame
 		for _, p := range t.Partitions {
 			d.Partitions = append(d.Partitions, p.Partition)
 		}
@@ -30,7 +35,7 @@ func SplitFetch(req *kmsg.FetchRequest, allow func(topic string) bool) []DeniedT
 			kept = append(kept, t)
 			continue
 		}
-		d := DeniedTopic{Topic: t.Topic}
+		d := DeniedTopic{Topic: strings.Clone(t.Topic)} // t.Topic aliases the frame
 		for _, p := range t.Partitions {
 			d.Partitions = append(d.Partitions, p.Partition)
 		}

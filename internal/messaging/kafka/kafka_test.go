@@ -365,3 +365,21 @@ func TestPolicyErrors(t *testing.T) {
 		}
 	}
 }
+
+// TestDeniedTopicsOutliveFrame: the names SplitProduce returns are kept
+// until the response, while the frame's buffer is reused for the next
+// request.
+func TestDeniedTopicsOutliveFrame(t *testing.T) {
+	frame := requestFrame(produceRequest(9, map[string][][]byte{"a": {batch(1, 0)}, "secret": {batch(1, 0)}}), 1, "c")
+	r, err := ParseRequest(frame)
+	if err != nil {
+		t.Fatal(err)
+	}
+	denied := SplitProduce(r.Msg.(*kmsg.ProduceRequest), func(t string) bool { return t == "a" })
+	for i := range frame {
+		frame[i] = 'x'
+	}
+	if len(denied) != 1 || denied[0].Topic != "secret" {
+		t.Fatalf("denied %+v after the buffer was reused", denied)
+	}
+}

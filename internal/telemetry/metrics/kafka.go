@@ -2,6 +2,7 @@ package metrics
 
 import (
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -191,7 +192,8 @@ func (k *Kafka) ProtocolError(reason string) {
 
 // Topic returns the handles of a topic, or of KafkaOtherTopic once the
 // stat_prefix has MaxKafkaTopics topics. It takes a lock: resolve once per
-// request, not per record.
+// request, not per record. name may alias a reused buffer: it is copied
+// when kept.
 func (k *Kafka) Topic(name string) *KafkaTopic {
 	c := k.c
 	c.mu.Lock()
@@ -204,6 +206,7 @@ func (k *Kafka) Topic(name string) *KafkaTopic {
 	if t, ok := set[name]; ok {
 		return t
 	}
+	name = strings.Clone(name) // it may alias a buffer the caller reuses
 	label := name
 	if len(set) >= MaxKafkaTopics {
 		label = KafkaOtherTopic
