@@ -2,7 +2,9 @@ package metrics
 
 import (
 	"errors"
+	"strings"
 	"sync"
+	"unicode/utf8"
 
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -140,7 +142,7 @@ func (n *NATS) Subject(direction string, subject []byte) *NATSSubject {
 	if s := m[key]; s != nil {
 		return s
 	}
-	label := key
+	label := validLabel(key)
 	if len(m) >= NATSMaxSubjects {
 		label = NATSOtherSubject
 		if s := m[label]; s != nil {
@@ -172,7 +174,7 @@ func (n *NATS) Denied(operation string, subject []byte) {
 			c = n.st.denied[k]
 		}
 		if c == nil {
-			c = n.c.denied.WithLabelValues(n.prefix, operation, k[1])
+			c = n.c.denied.WithLabelValues(n.prefix, operation, validLabel(k[1]))
 			n.st.denied[k] = c
 		}
 	}
@@ -193,4 +195,13 @@ func (n *NATS) ProtocolError(reason string) {
 		n.st.errs[reason] = c
 	}
 	c.Inc()
+}
+
+// validLabel makes s a valid label value: subjects are client bytes, and the
+// Prometheus client panics on invalid UTF-8.
+func validLabel(s string) string {
+	if utf8.ValidString(s) {
+		return s
+	}
+	return strings.ToValidUTF8(s, "\uFFFD")
 }
