@@ -50,8 +50,13 @@ type Context struct {
 	// SampledSet (always set for W3C; B3 may defer the decision).
 	Sampled, SampledSet bool
 	// State is the W3C tracestate, passed on verbatim.
-	State  string
+	State string
+	// Format is the form the context was read from.
 	Format Format
+	// B3 is the B3 form Inject writes besides W3C (FormatB3Multi,
+	// FormatB3Single), or FormatNone: the form of the B3 headers the
+	// request arrived with, even when a traceparent took precedence.
+	B3 Format
 	// short is set when a B3 trace id arrived as 16 hex digits; it is
 	// written back in the same width.
 	short bool
@@ -67,22 +72,34 @@ func (c *Context) HasIDs() bool { return c.TraceID.IsValid() && c.SpanID.IsValid
 // ids (HasIDs false) and SampledSet.
 func Extract(h http.Header) Context {
 	var c Context
+	switch {
+	case len(h[hdrB3]) > 0:
+		c.B3 = FormatB3Single
+	case len(h[hdrB3TraceID]) > 0 || len(h[hdrB3Sampled]) > 0:
+		c.B3 = FormatB3Multi
+	}
 	if v := h[hdrTraceparent]; len(v) == 1 && parseTraceparent(v[0], &c) {
 		c.Format = FormatW3C
 		if ts := h[hdrTracestate]; len(ts) > 0 {
 			c.State = joinState(ts)
 		}
+		if c.B3 == FormatB3Multi && len(h[hdrB3TraceID]) == 1 && len(h[hdrB3TraceID][0]) == 16 ||
+			c.B3 == FormatB3Single && len(h[hdrB3]) == 1 && strings.IndexByte(h[hdrB3][0], '-') == 16 {
+			c.short = c.TraceID[0]|c.TraceID[1]|c.TraceID[2]|c.TraceID[3]|c.TraceID[4]|c.TraceID[5]|c.TraceID[6]|c.TraceID[7] == 0
+		}
 		return c
 	}
+	b3 := c.B3
 	if v := h[hdrB3]; len(v) == 1 && parseB3Single(v[0], &c) {
 		c.Format = FormatB3Single
 		return c
 	}
+	c = Context{B3: b3}
 	if parseB3Multi(h, &c) {
 		c.Format = FormatB3Multi
 		return c
 	}
-	return Context{}
+	return Context{B3: b3}
 }
 
 // joinState combines several tracestate header lines into one list.
@@ -225,7 +242,7 @@ func (c *Context) Inject(h http.Header) {
 	} else {
 		delete(h, hdrTracestate)
 	}
-	switch c.Format {
+	switch c.B3 {
 	case FormatB3Multi:
 		tid := c.TraceID[:]
 		if c.short {

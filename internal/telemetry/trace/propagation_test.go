@@ -27,12 +27,12 @@ type view struct {
 	TraceID, SpanID, ParentID string
 	Sampled, SampledSet       bool
 	State                     string
-	Format                    Format
+	Format, B3                Format
 	Short                     bool
 }
 
 func viewOf(c Context) view {
-	v := view{Sampled: c.Sampled, SampledSet: c.SampledSet, State: c.State, Format: c.Format, Short: c.short}
+	v := view{Sampled: c.Sampled, SampledSet: c.SampledSet, State: c.State, Format: c.Format, B3: c.B3, Short: c.short}
 	if c.TraceID.IsValid() {
 		v.TraceID = c.TraceID.String()
 	}
@@ -63,29 +63,31 @@ func TestExtract(t *testing.T) {
 		{name: "w3c zero trace id is invalid", h: hdr("traceparent", "00-00000000000000000000000000000000-"+sid+"-01")},
 		{name: "w3c zero span id is invalid", h: hdr("traceparent", "00-"+tid+"-0000000000000000-01")},
 		{name: "w3c invalid falls back to b3", h: hdr("traceparent", "garbage", "b3", tid+"-"+sid+"-1"),
-			want: view{TraceID: tid, SpanID: sid, Sampled: true, SampledSet: true, Format: FormatB3Single}},
+			want: view{B3: FormatB3Single, TraceID: tid, SpanID: sid, Sampled: true, SampledSet: true, Format: FormatB3Single}},
 		{name: "w3c wins over b3", h: hdr("traceparent", "00-"+tid+"-"+sid+"-00", "x-b3-traceid", tid64, "x-b3-spanid", psid),
-			want: view{TraceID: tid, SpanID: sid, SampledSet: true, Format: FormatW3C}},
+			want: view{B3: FormatB3Multi, TraceID: tid, SpanID: sid, SampledSet: true, Format: FormatW3C}},
+		{name: "w3c with a short b3 trace id keeps it short", h: hdr("traceparent", "00-0000000000000000"+tid64+"-"+sid+"-01", "x-b3-traceid", tid64),
+			want: view{B3: FormatB3Multi, TraceID: "0000000000000000" + tid64, SpanID: sid, Sampled: true, SampledSet: true, Format: FormatW3C, Short: true}},
 		{name: "b3 single full", h: hdr("b3", tid+"-"+sid+"-0-"+psid),
-			want: view{TraceID: tid, SpanID: sid, ParentID: psid, SampledSet: true, Format: FormatB3Single}},
+			want: view{B3: FormatB3Single, TraceID: tid, SpanID: sid, ParentID: psid, SampledSet: true, Format: FormatB3Single}},
 		{name: "b3 single debug", h: hdr("b3", tid+"-"+sid+"-d"),
-			want: view{TraceID: tid, SpanID: sid, Sampled: true, SampledSet: true, Format: FormatB3Single}},
+			want: view{B3: FormatB3Single, TraceID: tid, SpanID: sid, Sampled: true, SampledSet: true, Format: FormatB3Single}},
 		{name: "b3 single deferred", h: hdr("b3", tid64+"-"+sid),
-			want: view{TraceID: "0000000000000000" + tid64, SpanID: sid, Format: FormatB3Single, Short: true}},
-		{name: "b3 single deny only", h: hdr("b3", "0"), want: view{SampledSet: true, Format: FormatB3Single}},
-		{name: "b3 single bad sampling", h: hdr("b3", tid+"-"+sid+"-x")},
-		{name: "b3 single short span id", h: hdr("b3", tid+"-abc-1")},
+			want: view{B3: FormatB3Single, TraceID: "0000000000000000" + tid64, SpanID: sid, Format: FormatB3Single, Short: true}},
+		{name: "b3 single deny only", h: hdr("b3", "0"), want: view{B3: FormatB3Single, SampledSet: true, Format: FormatB3Single}},
+		{name: "b3 single bad sampling", h: hdr("b3", tid+"-"+sid+"-x"), want: view{B3: FormatB3Single}},
+		{name: "b3 single short span id", h: hdr("b3", tid+"-abc-1"), want: view{B3: FormatB3Single}},
 		{name: "b3 multi", h: hdr("X-B3-TraceId", tid, "X-B3-SpanId", sid, "X-B3-ParentSpanId", psid, "X-B3-Sampled", "1"),
-			want: view{TraceID: tid, SpanID: sid, ParentID: psid, Sampled: true, SampledSet: true, Format: FormatB3Multi}},
+			want: view{B3: FormatB3Multi, TraceID: tid, SpanID: sid, ParentID: psid, Sampled: true, SampledSet: true, Format: FormatB3Multi}},
 		{name: "b3 multi upper case ids", h: hdr("X-B3-TraceId", "A3CE929D0E0E4736", "X-B3-SpanId", "00F067AA0BA902B7"),
-			want: view{TraceID: "0000000000000000" + tid64, SpanID: sid, Format: FormatB3Multi, Short: true}},
+			want: view{B3: FormatB3Multi, TraceID: "0000000000000000" + tid64, SpanID: sid, Format: FormatB3Multi, Short: true}},
 		{name: "b3 multi legacy true", h: hdr("X-B3-TraceId", tid, "X-B3-SpanId", sid, "X-B3-Sampled", "true"),
-			want: view{TraceID: tid, SpanID: sid, Sampled: true, SampledSet: true, Format: FormatB3Multi}},
+			want: view{B3: FormatB3Multi, TraceID: tid, SpanID: sid, Sampled: true, SampledSet: true, Format: FormatB3Multi}},
 		{name: "b3 multi debug flag", h: hdr("X-B3-TraceId", tid, "X-B3-SpanId", sid, "X-B3-Sampled", "0", "X-B3-Flags", "1"),
-			want: view{TraceID: tid, SpanID: sid, Sampled: true, SampledSet: true, Format: FormatB3Multi}},
-		{name: "b3 multi sampled only", h: hdr("X-B3-Sampled", "0"), want: view{SampledSet: true, Format: FormatB3Multi}},
-		{name: "b3 multi missing span id", h: hdr("X-B3-TraceId", tid)},
-		{name: "b3 multi bad sampled", h: hdr("X-B3-TraceId", tid, "X-B3-SpanId", sid, "X-B3-Sampled", "yes")},
+			want: view{B3: FormatB3Multi, TraceID: tid, SpanID: sid, Sampled: true, SampledSet: true, Format: FormatB3Multi}},
+		{name: "b3 multi sampled only", h: hdr("X-B3-Sampled", "0"), want: view{B3: FormatB3Multi, SampledSet: true, Format: FormatB3Multi}},
+		{name: "b3 multi missing span id", h: hdr("X-B3-TraceId", tid), want: view{B3: FormatB3Multi}},
+		{name: "b3 multi bad sampled", h: hdr("X-B3-TraceId", tid, "X-B3-SpanId", sid, "X-B3-Sampled", "yes"), want: view{B3: FormatB3Multi}},
 		{name: "none", h: hdr("x-request-id", "abc")},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -121,7 +123,7 @@ func TestInject(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c := c
-			c.Format, c.Sampled, c.short, c.State = tc.format, tc.sampled, tc.short, tc.state
+			c.B3, c.Sampled, c.short, c.State = tc.format, tc.sampled, tc.short, tc.state
 			h := tc.in
 			if h == nil {
 				h = http.Header{}

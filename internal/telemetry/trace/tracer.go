@@ -123,10 +123,10 @@ type Request struct {
 	Header http.Header
 	// Name is the server span's name (Envoy: the route's operation, else
 	// "ingress").
-	Name                                   string
-	Method, Path, Authority, Proto, Peer   string
-	RequestID, UserAgent                   string
-	Start                                  time.Time
+	Name                                 string
+	Method, Path, Authority, Proto, Peer string
+	RequestID, UserAgent                 string
+	Start                                time.Time
 	// Internal marks a request from a loopback or private address:
 	// only those may force a trace with x-envoy-force-trace (Envoy).
 	Internal bool
@@ -158,7 +158,7 @@ func (t *Tracer) Start(r *Request) Span {
 	if !in.SampledSet {
 		sampled = t.decide(r)
 	}
-	s := Span{t: t, ctx: Context{TraceID: in.TraceID, ParentID: in.SpanID, Sampled: sampled, State: in.State, Format: in.Format, short: in.short}}
+	s := Span{t: t, ctx: Context{TraceID: in.TraceID, ParentID: in.SpanID, Sampled: sampled, State: in.State, Format: in.Format, B3: in.B3, short: in.short}}
 	if !in.HasIDs() {
 		s.ctx.TraceID, s.ctx.ParentID, s.ctx.short = newTraceID(), oteltrace.SpanID{}, false
 	}
