@@ -192,6 +192,9 @@ func (c *Control) Run(ctx context.Context) error {
 		ReadHeaderTimeout: 10 * time.Second,
 	}
 	g := grpc.NewServer(
+		// Stop waits for the stream handlers (and the xDS callbacks they
+		// run) to return, so nothing touches the store after Run.
+		grpc.WaitForHandlers(true),
 		grpc.MaxConcurrentStreams(1<<20),
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),

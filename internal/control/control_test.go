@@ -444,6 +444,11 @@ func TestGracefulStop(t *testing.T) {
 	case <-time.After(bound):
 		t.Fatalf("Run did not return within %s of its context ending, with a stream open", bound)
 	}
+	// Every stream handler has finished: the server saw the stream close,
+	// and nothing touches the store the caller is about to close.
+	if st, _ := c.xds.Status("default/a-1"); st.Connected || st.Streams != 0 {
+		t.Errorf("after Run returned, the xDS server still counts %d open streams of a-1", st.Streams)
+	}
 	select {
 	case <-a.done:
 	case <-time.After(bound):
