@@ -110,12 +110,13 @@ func (c *conn) abort(dir string, err error) error {
 	}
 	c.log.Warn("kafka connection closed", "stat_prefix", c.f.cfg.StatPrefix, "remote", c.Conn.RemoteAddr().String(),
 		"direction", dir, "reason", err.Error())
+	// Close first: a Write blocked on a client that does not read holds mu.
+	c.Conn.Close()
 	c.mu.Lock()
 	if c.failed == nil {
 		c.failed = err
 	}
 	c.mu.Unlock()
-	c.Conn.Close()
 	return err
 }
 
