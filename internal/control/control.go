@@ -144,11 +144,15 @@ func New(opts Options) (*Control, error) {
 // prepareDataDir creates the data directory and the admin token on first
 // start and returns the token.
 func (c *Control) prepareDataDir() (string, error) {
-	if c.opts.Token != "" || c.opts.DataDir == "" {
+	if c.opts.DataDir == "" {
 		return c.opts.Token, nil
 	}
+	// The client config goes here too, with a given token as well.
 	if err := os.MkdirAll(c.opts.DataDir, 0o700); err != nil {
 		return "", fmt.Errorf("data dir: %w", err)
+	}
+	if c.opts.Token != "" {
+		return c.opts.Token, nil
 	}
 	path := filepath.Join(c.opts.DataDir, TokenFile)
 	data, err := os.ReadFile(path)

@@ -71,13 +71,29 @@ func LoadConfig() (Config, error) {
 	return c, nil
 }
 
-// WriteConfig writes c to path with mode 0600.
+// WriteConfig writes c to path with mode 0600, replacing the file (and
+// its mode, should an older one be readable by others) atomically.
 func WriteConfig(path string, c Config) error {
 	data, err := yaml.Marshal(c)
 	if err != nil {
 		return err
 	}
-	return os.WriteFile(path, data, 0o600)
+	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*") // mode 0600
+	if err != nil {
+		return err
+	}
+	_, err = f.Write(data)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(f.Name(), path)
+	}
+	if err != nil {
+		os.Remove(f.Name())
+		return fmt.Errorf("client config %s: %w", path, err)
+	}
+	return nil
 }
 
 // Client is a REST client of one control plane.

@@ -38,6 +38,21 @@ func TestLoadConfig(t *testing.T) {
 	if fi, err := os.Stat(file); err != nil || fi.Mode().Perm() != 0o600 {
 		t.Fatalf("config file mode: %v %v, want 0600", fi.Mode(), err)
 	}
+	// An older, readable file gets the token only once it is private.
+	old := filepath.Join(dir, "old.yaml")
+	os.WriteFile(old, []byte("server: http://old\n"), 0o644)
+	if err := client.WriteConfig(old, client.Config{Server: "http://new", Token: "t"}); err != nil {
+		t.Fatal(err)
+	}
+	if fi, err := os.Stat(old); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("rewritten config file mode: %v %v, want 0600", fi.Mode(), err)
+	}
+	if err := client.WriteConfig(filepath.Join(dir, "no", "such", "dir.yaml"), client.Config{}); err == nil {
+		t.Error("WriteConfig into a missing directory: no error")
+	}
+	if entries, _ := os.ReadDir(dir); len(entries) != 2 {
+		t.Errorf("files left in the config directory: %v", entries)
+	}
 	bad := filepath.Join(dir, "bad.yaml")
 	os.WriteFile(bad, []byte("server: http://x\ntokn: typo\n"), 0o600)
 
