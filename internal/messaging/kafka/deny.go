@@ -16,7 +16,7 @@ func SplitProduce(req *kmsg.ProduceRequest, allow func(topic string) bool) []Den
 			kept = append(kept, t)
 			continue
 		}
-		d := DeniedTopic{Topic: strings.Clone(t.Topic)} // t.Topic aliases the frame
+		d := DeniedTopic{Topic: strings.Clone(t.Topic), ID: t.TopicID} // t.Topic aliases the frame
 		for _, p := range t.Partitions {
 			d.Partitions = append(d.Partitions, p.Partition)
 		}
@@ -35,7 +35,7 @@ func SplitFetch(req *kmsg.FetchRequest, allow func(topic string) bool) []DeniedT
 			kept = append(kept, t)
 			continue
 		}
-		d := DeniedTopic{Topic: strings.Clone(t.Topic)} // t.Topic aliases the frame
+		d := DeniedTopic{Topic: strings.Clone(t.Topic), ID: t.TopicID} // t.Topic aliases the frame
 		for _, p := range t.Partitions {
 			d.Partitions = append(d.Partitions, p.Partition)
 		}
@@ -52,7 +52,7 @@ func DeniedProduceResponse(version int16, denied []DeniedTopic) *kmsg.ProduceRes
 	r.Version = version
 	for _, d := range denied {
 		t := kmsg.NewProduceResponseTopic()
-		t.Topic = d.Topic
+		t.Topic, t.TopicID = d.Topic, d.ID
 		for _, p := range d.Partitions {
 			pt := kmsg.NewProduceResponseTopicPartition()
 			pt.Partition, pt.ErrorCode, pt.BaseOffset = p, TopicAuthorizationFailed, -1
@@ -74,7 +74,7 @@ func DeniedFetchResponse(req *kmsg.FetchRequest, denied []DeniedTopic) *kmsg.Fet
 	}
 	for _, d := range denied {
 		t := kmsg.NewFetchResponseTopic()
-		t.Topic = d.Topic
+		t.Topic, t.TopicID = d.Topic, d.ID
 		for _, p := range d.Partitions {
 			pt := kmsg.NewFetchResponseTopicPartition()
 			pt.Partition, pt.ErrorCode = p, TopicAuthorizationFailed

@@ -383,3 +383,32 @@ func TestDeniedTopicsOutliveFrame(t *testing.T) {
 		t.Fatalf("denied %+v after the buffer was reused", denied)
 	}
 }
+
+// TestDeniedByTopicID: a Produce v13 names topics by id only; refused, its
+// answer carries the id back so the client can match it.
+func TestDeniedByTopicID(t *testing.T) {
+	req := kmsg.NewPtrProduceRequest()
+	req.Version, req.Acks = 13, -1
+	rt := kmsg.NewProduceRequestTopic()
+	rt.TopicID = [16]byte{1, 2, 3}
+	rt.Partitions = append(rt.Partitions, kmsg.NewProduceRequestTopicPartition())
+	req.Topics = append(req.Topics, rt)
+	r, err := ParseRequest(requestFrame(req, 3, "c"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pol, err := NewPolicy(PolicySpec{DefaultAction: "ALLOW"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	denied := SplitProduce(r.Msg.(*kmsg.ProduceRequest), func(topic string) bool { return pol.Allowed(Produce, topic, Principal{}) })
+	out := AppendResponse(nil, 3, DeniedProduceResponse(13, denied))
+	got := kmsg.NewPtrProduceResponse()
+	got.Version = 13
+	if err := got.ReadFrom(out[9:]); err != nil {
+		t.Fatal(err)
+	}
+	if len(got.Topics) != 1 || got.Topics[0].TopicID != rt.TopicID || got.Topics[0].Partitions[0].ErrorCode != TopicAuthorizationFailed {
+		t.Errorf("answer %+v", got.Topics)
+	}
+}

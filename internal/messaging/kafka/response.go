@@ -51,6 +51,7 @@ type Pending struct {
 // DeniedTopic is a topic and the partitions a request named for it.
 type DeniedTopic struct {
 	Topic      string
+	ID         [16]byte // the topic id of requests that name topics by id (v13+)
 	Partitions []int32
 }
 
@@ -98,7 +99,7 @@ func ParseResponse(frame []byte, p *Pending, rw *Rewrite) (Response, []byte, err
 		}
 		for _, d := range p.Denied {
 			t := kmsg.NewProduceResponseTopic()
-			t.Topic = d.Topic
+			t.Topic, t.TopicID = d.Topic, d.ID
 			for _, part := range d.Partitions {
 				pt := kmsg.NewProduceResponseTopicPartition()
 				pt.Partition, pt.ErrorCode, pt.BaseOffset = part, TopicAuthorizationFailed, -1
@@ -132,7 +133,7 @@ func ParseResponse(frame []byte, p *Pending, rw *Rewrite) (Response, []byte, err
 		}
 		for _, d := range p.Denied {
 			t := kmsg.NewFetchResponseTopic()
-			t.Topic = d.Topic
+			t.Topic, t.TopicID = d.Topic, d.ID
 			for _, part := range d.Partitions {
 				pt := kmsg.NewFetchResponseTopicPartition()
 				pt.Partition, pt.ErrorCode = part, TopicAuthorizationFailed
