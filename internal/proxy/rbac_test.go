@@ -1,11 +1,16 @@
 package proxy_test
 
 import (
+	"bytes"
 	"crypto/tls"
+	"encoding/json"
 	"errors"
 	"io"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -373,5 +378,35 @@ func expectClosed(t *testing.T, conn net.Conn) {
 	}
 	if len(b) > 0 {
 		t.Fatalf("a denied connection got an answer: %q", b)
+	}
+}
+
+func TestRBACAccessLog(t *testing.T) {
+	e := startEcho(t, "app")
+	logPath := filepath.Join(t.TempDir(), "access.log")
+	p := startProxy(t, pathRBAC, pathData{Echo: e.Addr(), Paths: securePaths + `
+          access_log: [{name: file, typed_config: {"@type": type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog, path: "` + logPath + `"}}]`})
+	if status, _, _ := rawRequest(t, p.ListenerAddrs()["web"], "/public/%2e%2e/admin"); status != 403 {
+		t.Fatalf("status %d", status)
+	}
+	var line map[string]any
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		b, _ := os.ReadFile(logPath)
+		if len(b) > 0 {
+			if err := json.Unmarshal(bytes.TrimSpace(b), &line); err != nil {
+				t.Fatalf("%v: %s", err, b)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no access log line")
+		}
+		runtime.Gosched()
+	}
+	// The access log keeps the path as sent, with Envoy's response code
+	// details naming the policy.
+	if line["response_code"] != float64(403) || line["reason"] != "rbac_access_denied_matched_policy[admin]" || line["path"] != "/public/%2e%2e/admin" {
+		t.Fatalf("access log line %v", line)
 	}
 }
