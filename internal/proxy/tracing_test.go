@@ -380,3 +380,81 @@ func TestTracingConfigErrors(t *testing.T) {
 		})
 	}
 }
+
+// TestTracingRouteOverride: a route's tracing replaces the connection
+// manager's sampling (0% here) for the requests it matches.
+func TestTracingRouteOverride(t *testing.T) {
+	rcv := tracetest.Start(t)
+	app := startEcho(t, "app")
+	doc := strings.NewReplacer("ADDR_APP", `{{addr "`+app.Addr()+`"}}`, "ADDR_OTEL", `{{addr "`+rcv.Addr+`"}}`,
+		"0.0.0.0, port_value: 8080", "127.0.0.1, port_value: 0").Replace(tracingDocExample)
+	doc = strings.Replace(doc, "random_sampling: {value: 1}", "random_sampling: {value: 0}", 1)
+	p := startProxy(t, doc, nil)
+	addr := p.ListenerAddrs()["inbound"]
+
+	_, er, _ := get(t, http.DefaultClient, "http://"+addr+"/other", nil)
+	other, _, flags := parseTraceparent(t, http.Header(er.Headers).Get("Traceparent"))
+	if flags != "00" {
+		t.Fatalf("/other at 0%%: sampled")
+	}
+	_, er, _ = get(t, http.DefaultClient, "http://"+addr+"/checkout", map[string]string{"x-tenant": "acme"})
+	checkout, _, flags := parseTraceparent(t, http.Header(er.Headers).Get("Traceparent"))
+	if flags != "01" {
+		t.Fatalf("/checkout with a 100%% route override: not sampled")
+	}
+	spans := waitTrace(t, rcv, checkout, 2)
+	server := find(t, spans, checkout, "web", tracev1.Span_SPAN_KIND_SERVER)
+	if server.Name != "checkout" || server.Attrs["tenant"] != "acme" || server.Attrs["trellis.service"] != "web" || server.Attrs["node_id"] != "web-1" {
+		t.Errorf("server span %+v", server)
+	}
+	if got := traceOf(rcv.Spans(), other); len(got) != 0 {
+		t.Errorf("/other recorded: %+v", got)
+	}
+}
+
+// tracingDocExample is the bootstrap of docs/tracing.md (and of the
+// decoder's ok-tracing golden), with its addresses to be replaced.
+const tracingDocExample = `node: {id: web-1}
+static_resources:
+  listeners:
+  - name: inbound
+    address: {socket_address: {address: 0.0.0.0, port_value: 8080}}
+    filter_chains:
+    - filters:
+      - name: envoy.filters.network.http_connection_manager
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+          stat_prefix: inbound
+          tracing:
+            provider:
+              name: envoy.tracers.opentelemetry
+              typed_config:
+                "@type": type.googleapis.com/envoy.config.trace.v3.OpenTelemetryConfig
+                grpc_service: {envoy_grpc: {cluster_name: otel-collector}}
+                service_name: web
+            spawn_upstream_span: true
+            random_sampling: {value: 1}
+            custom_tags:
+            - {tag: trellis.mesh, literal: {value: default}}
+            - {tag: trellis.service, literal: {value: web}}
+            - {tag: tenant, request_header: {name: x-tenant, default_value: none}}
+            - {tag: zone, environment: {name: ZONE}}
+          route_config:
+            virtual_hosts:
+            - name: web
+              domains: ["*"]
+              routes:
+              - name: checkout
+                match: {prefix: /checkout}
+                route: {cluster: web}
+                tracing: {random_sampling: {numerator: 100, denominator: HUNDRED}}
+              - {name: all, match: {prefix: /}, route: {cluster: web}}
+          http_filters:
+          - name: envoy.filters.http.router
+            typed_config: {"@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router}
+  clusters:
+  - name: web
+    load_assignment: {cluster_name: web, endpoints: [{lb_endpoints: [{endpoint: {address: ADDR_APP}}]}]}
+  - name: otel-collector
+    load_assignment: {cluster_name: otel-collector, endpoints: [{lb_endpoints: [{endpoint: {address: ADDR_OTEL}}]}]}
+`
