@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -336,8 +337,12 @@ func TestReconnectWithinGrace(t *testing.T) {
 	waitFor(t, "the stream to be gone", func() bool { st, _ := c.xds.Status("default/x-2"); return !st.Connected })
 	x = connect(t, c.xdsAddr(), dataplaneNode(t, "default/x-2", "default", dpX), true)
 	synced(t, x)
-	if cond := condition(stored(t, c, "default", "x-2"), ConditionReady); cond == nil || cond.Status != metav1.ConditionTrue {
+	dp := stored(t, c, "default", "x-2")
+	if cond := condition(dp, ConditionReady); cond == nil || cond.Status != metav1.ConditionTrue {
 		t.Errorf("Ready %+v after a reconnect within the grace period", cond)
+	}
+	if dp.Generation != 1 {
+		t.Errorf("generation %d after a reconnect with the same Dataplane, want 1 (no spec write)", dp.Generation)
 	}
 }
 
@@ -519,5 +524,78 @@ spec: {selector: {app: z}, ports: [{port: 80, protocol: http}]}
 	waitFor(t, "the API listener for z", func() bool { return slices.Contains(p.resources(resource.ListenerType), "z") })
 	if got := p.resources(resource.ListenerType); slices.Contains(got, "x") {
 		t.Errorf("a proxyless client of mesh other received x of mesh default: %v", got)
+	}
+}
+
+// countingStore counts the Gets of Dataplanes on a real store.
+type countingStore struct {
+	store.Store
+	mu   sync.Mutex
+	gets int
+}
+
+func (s *countingStore) Get(ctx context.Context, k store.Key) (store.Resource, error) {
+	if k.Kind == "Dataplane" {
+		s.mu.Lock()
+		s.gets++
+		s.mu.Unlock()
+	}
+	return s.Store.Get(ctx, k)
+}
+
+func (s *countingStore) dataplaneGets() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.gets
+}
+
+// TestACKsCostNoStoreReads: ACKs that change no recorded rejection, of a
+// proxy, of a proxyless client and of a node without a Dataplane, are
+// answered without reading the store.
+func TestACKsCostNoStoreReads(t *testing.T) {
+	b, err := bolt.Open(filepath.Join(t.TempDir(), "trellis.db"), bolt.Options{NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	s := &countingStore{Store: b}
+	c, err := New(Options{Store: s, APIAddr: "127.0.0.1:0", XDSAddr: "127.0.0.1:0", Name: replica})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- c.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	<-c.Ready()
+	applyDocs(t, c, base)
+
+	a := connect(t, c.xdsAddr(), dataplaneNode(t, "default/a-1", "default", dpA), true)
+	p := connect(t, c.xdsAddr(), proxylessNode(t, "proxyless/client", "default"), false)
+	p.request(resource.ListenerType, "x")
+	p.request(resource.RouteType, "outbound:default/x:80")
+	synced(t, a)
+	waitFor(t, "the proxyless client's routes", func() bool { return p.version(resource.RouteType) != "" })
+	// Let the first answers settle, then count.
+	acked := func() bool {
+		for _, id := range []string{"default/a-1", "proxyless/client"} {
+			st, _ := c.xds.Status(id)
+			if r := st.Types[resource.RouteType]; r.SentVersion == "" || r.AckedVersion != r.SentVersion {
+				return false
+			}
+		}
+		return true
+	}
+	waitFor(t, "the routes to be acked", acked)
+	before := s.dataplaneGets()
+	for _, d := range []string{"3s", "4s", "5s"} {
+		av, pv := a.version(resource.RouteType), p.version(resource.RouteType)
+		applyDocs(t, c, routeXTimeout(d))
+		waitFor(t, "both to get and ack the new route", func() bool {
+			return a.version(resource.RouteType) != av && p.version(resource.RouteType) != pv && acked()
+		})
+	}
+	if got := s.dataplaneGets() - before; got != 0 {
+		t.Errorf("%d Dataplane reads for 3 pushes and ACKs to 2 clients, want 0", got)
 	}
 }

@@ -216,8 +216,8 @@ func (g *registrar) markGone(ctx context.Context, ns, name, owner string) error 
 func (g *registrar) status(id string, st xdsserver.NodeStatus) {
 	c := g.c
 	ns, name, ok := splitID(id)
-	if !ok || c.ctx.Err() != nil {
-		return
+	if !ok || c.ctx.Err() != nil || st.Node.GetMetadata().GetFields()[metaProxyless].GetBoolValue() {
+		return // a proxyless client has no Dataplane to record in
 	}
 	var nacks []v1alpha1.XDSTypeStatus
 	for url, ts := range st.Types {
@@ -240,6 +240,10 @@ func (g *registrar) status(id string, st xdsserver.NodeStatus) {
 		return
 	}
 	dp, err := g.stored(ctx, ns, name)
+	if errors.Is(err, store.ErrNotFound) {
+		g.remember(id, nacks) // a refused node: read again only when its answers change
+		return
+	}
 	if err != nil {
 		return
 	}
