@@ -70,9 +70,11 @@ type conn struct {
 	rb         []byte
 	r, w, fwd  int    // rb[r:fwd] is decided and to be forwarded; rb[fwd:w] unparsed
 	skip       bool   // the current payload belongs to a dropped operation
-	extra      []byte // synthesised bytes to forward before rb[r:fwd]
+	extra      []byte // synthesised bytes to forward after rb[r:fwd], before rb[fwd:w]
 	extraBuf   []byte
 	rerr       error
+	perr       error // the parser's error, reported once rb[r:fwd] is out
+	perrDone   bool
 	peer       *peer
 	cliHeaders bool
 
@@ -89,52 +91,73 @@ type conn struct {
 	subs   map[string]*metrics.NATSSubject // sid → handles of the subscribed pattern
 }
 
-// Read returns the next client bytes to forward to the server.
+// Read returns the next client bytes to forward to the server. It decides
+// every complete frame buffered before returning, so a burst of small
+// messages crosses in one read and one upstream write, not one per frame.
+// Denied operations are cut out of the buffer; a traceparent header block is
+// inserted in place.
 func (c *conn) Read(p []byte) (int, error) {
 	for {
-		if len(c.extra) > 0 {
-			n := copy(p, c.extra)
-			c.extra = c.extra[n:]
-			return n, nil
+		for len(c.extra) == 0 && c.perr == nil && c.fwd < c.w {
+			n, fr, err := c.cp.Next(c.rb[c.fwd:c.w])
+			if err != nil {
+				c.perr = err // after what was decided before it
+				break
+			}
+			if n == 0 {
+				break // an incomplete control line
+			}
+			switch {
+			case fr != nil:
+				c.clientFrame(fr, n)
+			case c.skip:
+				c.cut(n)
+			default:
+				c.fwd += n
+			}
 		}
 		if c.r < c.fwd {
 			n := copy(p, c.rb[c.r:c.fwd])
 			c.r += n
 			return n, nil
 		}
-		if c.fwd < c.w {
-			n, fr, err := c.cp.Next(c.rb[c.fwd:c.w])
-			if err != nil {
-				return 0, c.protocolError(err, nats.ClientToServer)
+		if len(c.extra) > 0 {
+			n := copy(p, c.extra)
+			c.extra = c.extra[n:]
+			return n, nil
+		}
+		if c.perr != nil {
+			if !c.perrDone {
+				c.perrDone = true
+				c.protocolError(c.perr, nats.ClientToServer)
 			}
-			if n > 0 {
-				switch {
-				case fr != nil:
-					c.clientFrame(fr, n)
-				case c.skip:
-					c.fwd += n
-					c.r = c.fwd
-				default:
-					c.fwd += n
-				}
-				continue
-			}
+			return 0, c.perr
 		}
 		if c.rerr != nil {
 			return 0, c.rerr
 		}
 		// Need more bytes: keep the unparsed tail at the front.
-		if c.r > 0 {
-			c.w = copy(c.rb, c.rb[c.r:c.w])
-			c.fwd -= c.r
-			c.r = 0
-		}
+		c.compact()
 		n, err := c.Conn.Read(c.rb[c.w:])
 		c.w += n
 		if err != nil {
 			c.rerr = err
 		}
 	}
+}
+
+// compact moves the undelivered bytes to the front of the buffer.
+func (c *conn) compact() {
+	if c.r > 0 {
+		c.w = copy(c.rb, c.rb[c.r:c.w])
+		c.fwd -= c.r
+		c.r = 0
+	}
+}
+
+// cut removes n bytes at fwd from the buffer.
+func (c *conn) cut(n int) {
+	c.w = c.fwd + copy(c.rb[c.fwd:], c.rb[c.fwd+n:c.w])
 }
 
 // clientFrame decides one client operation whose line is rb[fwd:fwd+n].
@@ -155,9 +178,7 @@ func (c *conn) clientFrame(fr *nats.Frame, n int) {
 		c.f.stats.Subject(metrics.NATSPublish, label(fr.Subject)).Add(fr.Size)
 		if fr.Op == nats.OpPub && c.f.cfg.InjectTraceparent && c.cliHeaders && c.serverHeaders() {
 			c.extraBuf = appendTraced(c.extraBuf[:0], fr)
-			c.extra = c.extraBuf
-			c.fwd += n
-			c.r = c.fwd // the original line is replaced
+			c.replaceLine(n, c.extraBuf)
 			return
 		}
 	case nats.OpSub:
@@ -182,10 +203,28 @@ func (c *conn) clientFrame(fr *nats.Frame, n int) {
 	c.fwd += n
 }
 
+// replaceLine replaces the n-byte line at fwd with ext, in place when the
+// buffer has room, else by cutting it and forwarding ext (c.extra) once
+// the bytes before it are out.
+func (c *conn) replaceLine(n int, ext []byte) {
+	grow := len(ext) - n
+	if c.w+grow > len(c.rb) {
+		c.compact()
+	}
+	if c.w+grow > len(c.rb) {
+		c.cut(n)
+		c.extra = ext
+		return
+	}
+	copy(c.rb[c.fwd+len(ext):], c.rb[c.fwd+n:c.w])
+	copy(c.rb[c.fwd:], ext)
+	c.w += grow
+	c.fwd += len(ext)
+}
+
 // drop discards an operation's line (and, through skip, its payload).
 func (c *conn) drop(n int) {
-	c.fwd += n
-	c.r = c.fwd
+	c.cut(n)
 	c.skip = true
 }
 
@@ -344,7 +383,7 @@ var errText = map[string]string{
 // protocolError ends the connection on a client stream that cannot be
 // parsed: the client gets nats-server's -ERR, the reason is logged and
 // counted.
-func (c *conn) protocolError(err error, dir nats.Direction) error {
+func (c *conn) protocolError(err error, dir nats.Direction) {
 	var pe *nats.ProtocolError
 	reason := "malformed"
 	if errors.As(err, &pe) {
@@ -361,13 +400,13 @@ func (c *conn) protocolError(err error, dir nats.Direction) error {
 		_ = c.injectToClient([]byte(t))
 	}
 	c.Conn.Close()
-	return err
 }
 
 // serverError is protocolError for the server's stream; wmu is held.
 func (c *conn) serverError(err error) error {
 	c.werr = err
-	return c.protocolError(err, nats.ServerToClient)
+	c.protocolError(err, nats.ServerToClient)
+	return err
 }
 
 // CloseWrite half-closes the downstream connection when it can.

@@ -282,3 +282,51 @@ func TestLabel(t *testing.T) {
 		}
 	}
 }
+
+// TestTraceparentFullBuffer: when the read buffer has no room to insert a
+// header block in place, the rewritten line goes out after the bytes
+// before it, and every message still arrives once, in order, traced.
+func TestTraceparentFullBuffer(t *testing.T) {
+	cfg, err := Parse(typed(t, map[string]any{"stat_prefix": "t", "inject_traceparent": true}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var in []byte
+	in = append(in, "CONNECT {\"headers\":true}\r\n"...)
+	const n = 3000 // 3000 × 15 bytes: more than the 32 KiB buffer
+	for i := range n {
+		in = append(in, "PUB a "...)
+		in = append(in, "1\r\n"...)
+		in = append(in, byte('0'+i%10), '\r', '\n')
+	}
+	mc := &memConn{in: in, step: len(in)}
+	c := New(cfg, metrics.New().NATS("t")).Wrap(mc, nil)
+	if _, err := c.Write([]byte("INFO {\"headers\":true}\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	out, err := io.ReadAll(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := nats.Parser{}
+	got := 0
+	for len(out) > 0 {
+		k, f, err := p.Next(out)
+		if err != nil || k == 0 {
+			t.Fatalf("after %d messages: %v (%q)", got, err, out[:min(len(out), 80)])
+		}
+		if f != nil && f.Op == nats.OpHPub {
+			if f.HeaderSize != traceHeaderLen || f.Size != traceHeaderLen+1 {
+				t.Fatalf("message %d: %+v", got, f)
+			}
+			if want := byte('0' + got%10); out[k+traceHeaderLen] != want {
+				t.Fatalf("message %d carries %q, want %q", got, out[k+traceHeaderLen], want)
+			}
+			got++
+		}
+		out = out[k:]
+	}
+	if got != n {
+		t.Fatalf("%d traced messages, want %d", got, n)
+	}
+}
