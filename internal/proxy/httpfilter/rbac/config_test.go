@@ -10,7 +10,7 @@ import (
 	"google.golang.org/protobuf/types/known/anypb"
 )
 
-func anyOf(t *testing.T, m proto.Message, js string) *anypb.Any {
+func anyOf(t testing.TB, m proto.Message, js string) *anypb.Any {
 	t.Helper()
 	if err := protojson.Unmarshal([]byte(js), m); err != nil {
 		t.Fatal(err)
@@ -55,5 +55,16 @@ func TestParseOverride(t *testing.T) {
 	_, err = Builder{}.ParseOverride(anyOf(t, &rbacv3.RBAC{}, `{}`))
 	if err == nil || !strings.Contains(err.Error(), "RBACPerRoute") {
 		t.Fatalf("RBAC as an override: %v", err)
+	}
+}
+
+func TestParseAddr(t *testing.T) {
+	for in, want := range map[string]string{
+		"10.0.0.1:80": "10.0.0.1", "10.0.0.1": "10.0.0.1", "[2001:db8::1]:443": "2001:db8::1",
+		"2001:db8::1": "2001:db8::1", "::1": "::1", "junk": "invalid IP",
+	} {
+		if got := parseAddr(in).String(); got != want {
+			t.Errorf("parseAddr(%q) = %s, want %s", in, got, want)
+		}
 	}
 }

@@ -5,6 +5,8 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"strings"
+	"sync"
 
 	"github.com/trellis-mesh/trellis/internal/proxy/httpfilter"
 	engine "github.com/trellis-mesh/trellis/internal/proxy/rbac"
@@ -13,6 +15,10 @@ import (
 
 // grpcPermissionDenied is gRPC's PERMISSION_DENIED status code.
 const grpcPermissionDenied = 7
+
+// inputPool keeps evaluation inputs, which would otherwise escape to the
+// heap on every request (rules are interfaces).
+var inputPool = sync.Pool{New: func() any { return new(engine.Input) }}
 
 type filter struct {
 	name string
@@ -29,21 +35,23 @@ func (f *filter) Wrap(next httpfilter.Handler) httpfilter.Handler {
 		if c.disabled || c.rules == nil && c.shadow == nil {
 			return next.Serve(req)
 		}
-		var in engine.Input
-		fill(&in, req)
+		in := inputPool.Get().(*engine.Input)
+		fill(in, req)
+		d := engine.Decision{Allowed: true}
 		if c.shadow != nil {
-			d := c.shadow.Evaluate(&in)
-			c.shadowStats.Count(d.Allowed)
-			f.logDecision("shadow rules decision", c.shadow, d, &in)
+			sd := c.shadow.Evaluate(in)
+			c.shadowStats.Count(sd.Allowed)
+			f.logDecision("shadow rules decision", c.shadow, sd, in)
 		}
-		if c.rules == nil {
-			return next.Serve(req)
+		if c.rules != nil {
+			d = c.rules.Evaluate(in)
+			c.rulesStats.Count(d.Allowed)
+			if c.rules.Action() == engine.Log && d.Policy != engine.NoPolicy {
+				f.logDecision("rules matched (LOG)", c.rules, d, in)
+			}
 		}
-		d := c.rules.Evaluate(&in)
-		c.rulesStats.Count(d.Allowed)
-		if c.rules.Action() == engine.Log && d.Policy != engine.NoPolicy {
-			f.logDecision("rules matched (LOG)", c.rules, d, &in)
-		}
+		*in = engine.Input{}
+		inputPool.Put(in)
 		if d.Allowed {
 			return next.Serve(req)
 		}
@@ -93,10 +101,13 @@ func fill(in *engine.Input, req *httpfilter.Request) {
 	}
 }
 
-// parseAddr parses "ip:port" or "ip".
+// parseAddr parses "ip:port", "[ip]:port" or "ip", trying the form that
+// fits first (a failed parse allocates its error).
 func parseAddr(s string) netip.Addr {
-	if ap, err := netip.ParseAddrPort(s); err == nil {
-		return ap.Addr()
+	if i := strings.LastIndexByte(s, ':'); i >= 0 && (s[0] == '[' || strings.IndexByte(s, ':') == i) {
+		if ap, err := netip.ParseAddrPort(s); err == nil {
+			return ap.Addr()
+		}
 	}
 	a, _ := netip.ParseAddr(s)
 	return a
