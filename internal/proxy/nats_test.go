@@ -480,3 +480,37 @@ func BenchmarkNATSPublish(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkNATSRequest measures request/reply round trips (ns/op), with
+// requester and responder both talking to nats-server directly or both
+// through the proxy (each message crosses the filter twice).
+func BenchmarkNATSRequest(b *testing.B) {
+	for _, via := range []string{"direct", "proxy"} {
+		b.Run(via, func(b *testing.B) {
+			env := newNATSEnvB(b)
+			addr := env.srv.Addr().String()
+			if via == "proxy" {
+				addr = env.addrs["nats"]
+			}
+			responder, err := natsgo.Connect("nats://"+addr, natsgo.NoReconnect())
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer responder.Close()
+			responder.Subscribe("svc.bench", func(m *natsgo.Msg) { m.Respond(m.Data) })
+			responder.Flush()
+			requester, err := natsgo.Connect("nats://"+addr, natsgo.NoReconnect())
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer requester.Close()
+			payload := make([]byte, 128)
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := requester.Request("svc.bench", payload, 5*time.Second); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
