@@ -241,7 +241,7 @@ func (a *api) fail(w http.ResponseWriter, err error) {
 	switch {
 	case errors.As(err, &invalid):
 		writeJSON(w, http.StatusUnprocessableEntity, ErrorResponse{Error: "refused, nothing changed", Details: invalid.Documents})
-	case errors.Is(err, manager.ErrNoDocuments):
+	case errors.Is(err, manager.ErrNoDocuments), errors.Is(err, store.ErrInvalidKey):
 		writeError(w, http.StatusBadRequest, err)
 	case errors.As(err, &tooBig):
 		writeError(w, http.StatusRequestEntityTooLarge, err)

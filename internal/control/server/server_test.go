@@ -279,6 +279,18 @@ func TestErrors(t *testing.T) {
 			}
 		}
 	})
+	t.Run("bad namespace", func(t *testing.T) {
+		for _, tc := range []struct{ method, path string }{
+			{"GET", "/services/api?namespace=a%2Fb"},
+			{"GET", "/services/api/describe?namespace=a%2Fb"},
+			{"DELETE", "/services/api?namespace=a%2Fb"},
+		} {
+			code, body := call(t, tc.method, api+tc.path, token, nil)
+			if code != http.StatusBadRequest || !strings.Contains(string(body), "namespace") {
+				t.Errorf("%s %s: %d %s, want 400 naming the namespace", tc.method, tc.path, code, body)
+			}
+		}
+	})
 	t.Run("refused apply", func(t *testing.T) {
 		code, body := call(t, "POST", api+"/apply", token, strings.NewReader(docs+`---
 apiVersion: trellis.dev/v1alpha1
