@@ -514,3 +514,49 @@ func BenchmarkNATSRequest(b *testing.B) {
 		})
 	}
 }
+
+// TestNATSConfigErrors: a bad NATS filter configuration is refused whole,
+// with the path of the field.
+func TestNATSConfigErrors(t *testing.T) {
+	const head = `
+static_resources:
+  clusters:
+  - name: upstream
+    load_assignment: {cluster_name: upstream, endpoints: [{lb_endpoints: [{endpoint: {address: {socket_address: {address: 127.0.0.1, port_value: 4222}}}}]}]}
+  listeners:
+  - name: nats
+    address: {socket_address: {address: 127.0.0.1, port_value: 0}}
+    filter_chains:
+    - filters:
+`
+	const tcp = `      - {name: tcp, typed_config: {"@type": type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy, stat_prefix: up, cluster: upstream}}
+`
+	filter := func(typeURL, value string) string {
+		return `      - name: trellis.filters.network.nats
+        typed_config:
+          "@type": type.googleapis.com/xds.type.v3.TypedStruct
+          type_url: ` + typeURL + `
+          value: ` + value + "\n"
+	}
+	const url = "type.googleapis.com/trellis.filters.network.nats.v1.Nats"
+	tests := []struct {
+		name, filters, want string
+	}{
+		{"unknown field", filter(url, "{stat_prefix: x, max_payload: 10}") + tcp,
+			"static_resources.listeners[0].filter_chains[0].filters[0].typed_config.value.max_payload: unknown field"},
+		{"bad subject", filter(url, `{stat_prefix: x, policies: [{action: DENY, operations: [publish], subjects: ["a.>.b"]}]}`) + tcp,
+			"filter_chains[0].filters[0].typed_config.value.policies[0].subjects[0]: \"a.>.b\": '>' must be the last token"},
+		{"missing stat_prefix", filter(url, "{}") + tcp, "filters[0].typed_config.value.stat_prefix: required"},
+		{"unknown extension", filter("type.googleapis.com/trellis.filters.network.nope", "{}") + tcp, `filters[0].typed_config.type_url: "type.googleapis.com/trellis.filters.network.nope" not supported`},
+		{"as the terminal filter", filter(url, "{stat_prefix: x}"), "filters[0]: trellis.filters.network.nats is not a terminal filter"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			p := startProxy(t, "static_resources: {}\n", nil)
+			err := apply(t, p, head+tc.filters, nil)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("error %v\nwant it to contain %q", err, tc.want)
+			}
+		})
+	}
+}
