@@ -497,3 +497,21 @@ spec: {selector: {app: z}, ports: [{port: 80, protocol: http}]}
 		t.Errorf("a proxyless client of mesh other received x of mesh default: %v", got)
 	}
 }
+
+// TestLateDisconnect: the xDS server reports a node's last stream closed
+// outside its lock, so a new stream of the node may already be served when
+// the report arrives. The late report must not stop the new stream's
+// configuration.
+func TestLateDisconnect(t *testing.T) {
+	c := start(t, time.Minute)
+	applyDocs(t, c, base)
+	node := dataplaneNode(t, "default/a-1", "default", dpA)
+	a := connect(t, c.xdsAddr(), node, true)
+	synced(t, a)
+
+	c.reg.disconnect(node) // the old stream's report, arriving late
+
+	v := a.version(resource.RouteType)
+	applyDocs(t, c, routeXTimeout("3s"))
+	waitFor(t, "a-1 to still receive x's route changes", func() bool { return a.version(resource.RouteType) != v })
+}

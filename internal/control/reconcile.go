@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"runtime"
 	"sort"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/trellis-mesh/trellis/api/v1alpha1"
@@ -199,7 +201,9 @@ func diff(old, cur map[store.Key]v1alpha1.Object) []v1alpha1.Object {
 }
 
 // recompute rebuilds the index and re-translates every connected proxy that
-// depends on one of changed (every proxy when all is true).
+// depends on one of changed (every proxy when all is true). The index is
+// updated from the previous one, which keeps what changed cannot affect;
+// a full re-list (all) builds it afresh.
 func (r *reconciler) recompute(changed []v1alpha1.Object, all bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -207,12 +211,17 @@ func (r *reconciler) recompute(changed []v1alpha1.Object, all bool) {
 	for _, o := range r.objs {
 		objs = append(objs, o)
 	}
-	r.idx = translator.NewIndex(objs)
+	if all {
+		r.idx = translator.NewIndex(objs)
+	} else {
+		r.idx = r.idx.Update(objs, changed)
+	}
 	ids := make([]string, 0, len(r.nodes))
 	for id := range r.nodes {
 		ids = append(ids, id)
 	}
 	sort.Strings(ids)
+	push := ids[:0]
 	for _, id := range ids {
 		n := r.nodes[id]
 		if n.proxy.Dataplane != nil {
@@ -221,9 +230,33 @@ func (r *reconciler) recompute(changed []v1alpha1.Object, all bool) {
 			}
 		}
 		if all || n.res == nil || dependsOnAny(n.res, changed) {
-			r.pushLocked(id, n)
+			push = append(push, id)
 		}
 	}
+	r.pushAllLocked(push)
+}
+
+// pushAllLocked pushes to the nodes ids on GOMAXPROCS workers: each node's
+// translation and snapshot are independent of the others', and with a
+// thousand proxies a push is mostly this loop.
+func (r *reconciler) pushAllLocked(ids []string) {
+	workers := min(runtime.GOMAXPROCS(0), len(ids))
+	if workers <= 1 {
+		for _, id := range ids {
+			r.pushLocked(id, r.nodes[id])
+		}
+		return
+	}
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Go(func() {
+			for i := next.Add(1) - 1; i < int64(len(ids)); i = next.Add(1) - 1 {
+				r.pushLocked(ids[i], r.nodes[ids[i]])
+			}
+		})
+	}
+	wg.Wait()
 }
 
 func dependsOnAny(res *translator.Resources, changed []v1alpha1.Object) bool {
@@ -267,12 +300,20 @@ func (r *reconciler) addNode(id string, p translator.Proxy) {
 	r.pushLocked(id, n)
 }
 
-// removeNode forgets a proxy whose stream closed.
-func (r *reconciler) removeNode(id string) {
+// removeNode forgets a proxy whose last stream closed and reports whether
+// it did. The xDS server reports the close outside its lock, so a new
+// stream of the node may be open (and served) by now: then the node stays.
+// Holding r.mu across the check and Clear orders them before or after the
+// new stream's addNode.
+func (r *reconciler) removeNode(id string) bool {
 	r.mu.Lock()
+	defer r.mu.Unlock()
+	if st, _ := r.xds.Status(id); st.Connected {
+		return false
+	}
 	delete(r.nodes, id)
-	r.mu.Unlock()
 	r.xds.Clear(id)
+	return true
 }
 
 func (r *reconciler) connected(id string) bool {

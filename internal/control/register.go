@@ -168,7 +168,9 @@ func (g *registrar) markConnected(ctx context.Context, dp *v1alpha1.Dataplane) (
 func (g *registrar) disconnect(node *corev3.Node) {
 	c := g.c
 	id := node.GetId()
-	c.rec.removeNode(id)
+	if !c.rec.removeNode(id) {
+		return // it is back already
+	}
 	g.forget(id)
 	if node.GetMetadata().GetFields()[metaProxyless].GetBoolValue() {
 		return
