@@ -242,16 +242,18 @@ func (s *Span) End(e *End) {
 	if s.otel == nil {
 		return
 	}
-	s.otel.SetAttributes(attribute.String("response_flags", e.Flags))
+	var buf [4]attribute.KeyValue // one SetAttributes call: each one copies
+	attrs := append(buf[:0], attribute.String("response_flags", e.Flags))
 	if e.Status != 0 {
-		s.otel.SetAttributes(attribute.Int("http.response.status_code", e.Status))
+		attrs = append(attrs, attribute.Int("http.response.status_code", e.Status))
 	}
 	if e.Cluster != "" {
-		s.otel.SetAttributes(attribute.String("upstream_cluster", e.Cluster))
+		attrs = append(attrs, attribute.String("upstream_cluster", e.Cluster))
 	}
 	if e.UpstreamHost != "" {
-		s.otel.SetAttributes(attribute.String("upstream_address", e.UpstreamHost))
+		attrs = append(attrs, attribute.String("upstream_address", e.UpstreamHost))
 	}
+	s.otel.SetAttributes(attrs...)
 	if e.Status >= 500 || e.Status == 0 {
 		s.otel.SetStatus(codes.Error, e.Flags)
 	}
@@ -326,11 +328,11 @@ func (c *ClientSpan) End(status int, err error) {
 	case err != nil:
 		c.otel.SetAttributes(attribute.String("error.type", errorType(err)))
 		c.otel.SetStatus(codes.Error, err.Error())
-	case status >= 500:
-		c.otel.SetAttributes(attribute.Int("http.response.status_code", status))
-		c.otel.SetStatus(codes.Error, "")
 	default:
 		c.otel.SetAttributes(attribute.Int("http.response.status_code", status))
+		if status >= 500 {
+			c.otel.SetStatus(codes.Error, "")
+		}
 	}
 	c.otel.End()
 	c.otel = nil
