@@ -19,16 +19,20 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/keepalive"
 
 	"github.com/trellis-mesh/trellis/internal/control/client"
 	"github.com/trellis-mesh/trellis/internal/control/manager"
+	"github.com/trellis-mesh/trellis/internal/control/meshca"
 	"github.com/trellis-mesh/trellis/internal/control/server"
 	"github.com/trellis-mesh/trellis/internal/control/xdsserver"
 	"github.com/trellis-mesh/trellis/internal/discovery"
 	"github.com/trellis-mesh/trellis/internal/discovery/file"
 	"github.com/trellis-mesh/trellis/internal/store"
+	"github.com/trellis-mesh/trellis/internal/telemetry/metrics"
 )
 
 // Defaults of Options.
@@ -64,7 +68,10 @@ type Options struct {
 	DataplanesDir string
 	// DrainTimeout bounds a graceful stop.
 	DrainTimeout time.Duration
-	Logger       *slog.Logger
+	// LeafTTL is the lifetime of the certificates the mesh CAs issue to
+	// proxies. Zero means 24h.
+	LeafTTL time.Duration
+	Logger  *slog.Logger
 }
 
 // Control is a running control-plane replica.
@@ -77,6 +84,8 @@ type Control struct {
 	rec   *reconciler
 	reg   *registrar
 	live  *liveness
+	ca    *meshca.Manager
+	prom  *prometheus.Registry
 	now   func() time.Time
 	ctx   context.Context
 
@@ -130,6 +139,16 @@ func New(opts Options) (*Control, error) {
 		Logger:       c.log,
 	})
 	c.rec = newReconciler(c.store, c.xds, c.log)
+	c.prom = prometheus.NewRegistry()
+	c.prom.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	if c.ca, err = meshca.New(meshca.Options{
+		Store: c.store, LeafTTL: opts.LeafTTL, ProxiesBehind: c.proxiesBehindBundle,
+		Gauge: metrics.NewIdentity(c.prom), Logger: c.log,
+	}); err != nil {
+		c.apiLn.Close()
+		c.xdsLn.Close()
+		return nil, err
+	}
 	if opts.DataDir != "" {
 		cfg := client.Config{Server: "http://" + c.apiLn.Addr().String(), Token: c.token}
 		if err := client.WriteConfig(filepath.Join(opts.DataDir, client.ConfigFile), cfg); err != nil {
@@ -181,6 +200,31 @@ func (c *Control) Addrs() (api, xds string) { return c.apiLn.Addr().String(), c.
 // Token returns the admin token ("" when the API is open).
 func (c *Control) Token() string { return c.token }
 
+// Identity returns the replica's identity state: the mesh CAs, tokens and
+// trust bundles (Bundle, Subscribe).
+func (c *Control) Identity() *meshca.Manager { return c.ca }
+
+// proxiesBehindBundle counts this replica's connected proxies of mesh that
+// have not acknowledged the trust bundle of the given version, the
+// ProxiesBehind of a CA rotation. It assumes the SDS Secret type's xDS
+// version is the bundle version (meshca.SameVersion); if the xDS server
+// versions Secrets otherwise, the integrator passes the matching holds
+// function here.
+func (c *Control) proxiesBehindBundle(mesh, version string) int {
+	return meshca.ProxiesBehind(c.xds, c.nodeMesh, mesh, meshca.SameVersion(version))
+}
+
+// nodeMesh returns the mesh of a proxy connected to this replica.
+func (c *Control) nodeMesh(nodeID string) (string, bool) {
+	c.rec.mu.Lock()
+	defer c.rec.mu.Unlock()
+	n, ok := c.rec.nodes[nodeID]
+	if !ok {
+		return "", false
+	}
+	return n.proxy.Mesh, true
+}
+
 // Ready is closed once the first full load of the store has been translated.
 func (c *Control) Ready() <-chan struct{} { return c.rec.ready }
 
@@ -192,7 +236,7 @@ func (c *Control) Run(ctx context.Context) error {
 	defer cancel()
 	c.ctx = ctx
 	api := &http.Server{
-		Handler:           server.New(server.Options{Manager: c.mgr, Token: c.token, Describer: c.rec, Logger: c.log}),
+		Handler:           server.New(server.Options{Manager: c.mgr, Token: c.token, Describer: c.rec, Identity: c.ca, Metrics: c.prom, Logger: c.log}),
 		ReadHeaderTimeout: 10 * time.Second,
 	}
 	g := grpc.NewServer(
@@ -204,10 +248,12 @@ func (c *Control) Run(ctx context.Context) error {
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
 	)
 	c.xds.Register(g)
+	c.ca.Register(g)
 
 	errc := make(chan error, 3)
 	var wg sync.WaitGroup
 	wg.Go(func() { errc <- c.rec.run(ctx) })
+	wg.Go(func() { c.ca.Run(ctx) })
 	wg.Go(func() {
 		select {
 		case <-c.rec.ready:

@@ -7,6 +7,9 @@
 //	GET    /api/v1/{kind}/{name}/describe[?namespace=NS]
 //	DELETE /api/v1/{kind}/{name}[?namespace=NS]
 //	GET    /healthz                            no token needed
+//	GET    /metrics                            Prometheus, no token needed
+//	POST   /api/v1/tokens, GET /api/v1/tokens, POST /api/v1/tokens/{id}/revoke,
+//	POST   /api/v1/ca/rotate, GET /api/v1/ca/{mesh}   identity (identity.go)
 //	GET    /debug/pprof/...                    Go's profiler
 //
 // Errors are JSON objects {"error": "...", "details": [...]} with 400 for a
@@ -25,6 +28,8 @@ import (
 	"net/http"
 	"net/http/pprof"
 	"strings"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/trellis-mesh/trellis/api/v1alpha1"
 	"github.com/trellis-mesh/trellis/internal/control/manager"
@@ -46,7 +51,13 @@ type Options struct {
 	// disables authentication (tests only).
 	Token     string
 	Describer Describer // may be nil
-	Logger    *slog.Logger
+	// Identity serves the token and CA endpoints (identity.go); nil
+	// leaves them out.
+	Identity Identity
+	// Metrics is served at GET /metrics, without a token; nil leaves the
+	// endpoint out.
+	Metrics prometheus.Gatherer
+	Logger  *slog.Logger
 }
 
 // Describe is the answer of the describe endpoint.
@@ -89,6 +100,7 @@ func New(o Options) http.Handler {
 	mux.Handle("GET /api/v1/{kind}/{name}", a.auth(a.get))
 	mux.Handle("GET /api/v1/{kind}/{name}/describe", a.auth(a.describe))
 	mux.Handle("DELETE /api/v1/{kind}/{name}", a.auth(a.delete))
+	a.identityRoutes(mux)
 	return mux
 }
 

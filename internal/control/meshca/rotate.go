@@ -1,0 +1,282 @@
+package meshca
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/trellis-mesh/trellis/internal/identity"
+	"github.com/trellis-mesh/trellis/internal/identity/ca"
+	"github.com/trellis-mesh/trellis/internal/store"
+)
+
+// leafRecord is one issued leaf, kept in memory for rotation progress.
+type leafRecord struct {
+	serial   string
+	issuer   [32]byte // SHA-256 of the signing CA certificate's DER
+	notAfter time.Time
+	service  string
+}
+
+func fingerprint(c *x509.Certificate) [32]byte { return sha256.Sum256(c.Raw) }
+
+// recordLeaf remembers the leaf as its node's latest, dropping expired
+// records of the mesh.
+func (m *Manager) recordLeaf(ctx context.Context, is *identity.Issued, st *ca.State) {
+	if st == nil || len(is.Chain) == 0 {
+		return
+	}
+	leaf := is.Chain[0]
+	rec := leafRecord{serial: leaf.SerialNumber.Text(16), issuer: fingerprint(st.Signer().Certificate()), notAfter: leaf.NotAfter, service: is.Token.Service}
+	node := nodeOf(ctx, is.Token.ID)
+	now := time.Now()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	byNode := m.leaves[is.Token.Mesh]
+	if byNode == nil {
+		byNode = map[string]leafRecord{}
+		m.leaves[is.Token.Mesh] = byNode
+	}
+	for k, r := range byNode {
+		if !r.notAfter.After(now) {
+			delete(byNode, k)
+		}
+	}
+	byNode[node] = rec
+}
+
+// Progress reports what the mesh's rotation phase waits for, as this
+// replica sees it: ProxiesBehind from Options.ProxiesBehind for the
+// current bundle version, and LeavesFromOld, in SignWithNew, the
+// unexpired leaves this replica issued from the old CA that are still
+// their proxy's latest. Leaf records are in memory: with several replicas
+// each counts the leaves it issued, and a restarted replica has forgotten
+// those from before; leaves from the old CA are in any case all expired
+// one leaf lifetime after SignWithNew began.
+func (m *Manager) Progress(mesh string, st *ca.State) ca.Progress {
+	var p ca.Progress
+	if m.opts.ProxiesBehind != nil {
+		p.ProxiesBehind = m.opts.ProxiesBehind(mesh, st.Bundle().Version())
+	}
+	if st.Phase() != ca.PhaseSignWithNew {
+		return p
+	}
+	old := fingerprint(st.Current().Certificate())
+	now := time.Now()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, r := range m.leaves[mesh] {
+		if r.issuer == old && r.notAfter.After(now) {
+			p.LeavesFromOld++
+		}
+	}
+	return p
+}
+
+// CAInfo describes one CA of a mesh.
+type CAInfo struct {
+	// Subject is the signing certificate's subject; Root the trust
+	// anchor's (equal for a self-signed root).
+	Subject   string    `json:"subject"`
+	Root      string    `json:"root"`
+	NotBefore time.Time `json:"notBefore"`
+	NotAfter  time.Time `json:"notAfter"`
+	// Intermediate is true when the CA signs with an intermediate.
+	Intermediate bool `json:"intermediate,omitempty"`
+}
+
+func infoOf(c *ca.CA) *CAInfo {
+	cert := c.Certificate()
+	return &CAInfo{Subject: cert.Subject.String(), Root: c.Root().Subject.String(), NotBefore: cert.NotBefore.UTC(),
+		NotAfter: c.NotAfter().UTC(), Intermediate: len(c.Chain()) > 1}
+}
+
+// CAStatus is a mesh's CA as `trellis ca status` shows it.
+type CAStatus struct {
+	Mesh        string   `json:"mesh"`
+	TrustDomain string   `json:"trustDomain"`
+	Phase       ca.Phase `json:"phase"`
+	// Current is the established CA; Next the incoming one during AddNew
+	// and SignWithNew.
+	Current *CAInfo `json:"current"`
+	Next    *CAInfo `json:"next,omitempty"`
+	// Signer is "current" or "next": which one signs new leaves.
+	Signer string `json:"signer"`
+	// BundleVersion identifies the trusted roots (the SDS secret version).
+	BundleVersion string `json:"bundleVersion"`
+	BundleRoots   int    `json:"bundleRoots"`
+	// Waiting is what the phase waits for before the next step ("" in
+	// Stable), and Progress what this replica observes of it.
+	Waiting  string      `json:"waiting,omitempty"`
+	Progress ca.Progress `json:"progress"`
+	// Step is what the rotate request did (empty for a status request).
+	Step string `json:"step,omitempty"`
+}
+
+func (m *Manager) status(mesh string, st *ca.State) CAStatus {
+	s := CAStatus{
+		Mesh: mesh, TrustDomain: st.Current().TrustDomain().Name(), Phase: st.Phase(),
+		Current: infoOf(st.Current()), Signer: "current",
+		BundleVersion: st.Bundle().Version(), BundleRoots: len(st.Bundle().Roots()),
+		Waiting: st.Waiting(), Progress: m.Progress(mesh, st),
+	}
+	if st.Next() != nil {
+		s.Next = infoOf(st.Next())
+	}
+	if st.Phase() == ca.PhaseSignWithNew {
+		s.Signer = "next"
+	}
+	return s
+}
+
+// Status returns the mesh's CA status as stored now. A mesh without a CA
+// yet is an error wrapping ErrNotReady (ErrUnknownMesh if no such mesh).
+func (m *Manager) Status(ctx context.Context, mesh string) (CAStatus, error) {
+	if err := checkMesh(mesh); err != nil {
+		return CAStatus{}, err
+	}
+	st, _, err := m.loadCA(ctx, mesh)
+	if errors.Is(err, store.ErrNotFound) {
+		if _, err := m.trustDomain(ctx, mesh); err != nil {
+			return CAStatus{}, err
+		}
+		return CAStatus{}, fmt.Errorf("mesh %q: %w: it is created with the first token (trellis token create) or by trellis ca rotate", mesh, ErrNotReady)
+	}
+	if err != nil {
+		return CAStatus{}, err
+	}
+	return m.status(mesh, st), nil
+}
+
+// RotateRequest is one step of a CA rotation (POST /api/v1/ca/rotate).
+type RotateRequest struct {
+	Mesh string `json:"mesh"`
+	// Force goes straight to SignWithNew from Stable or AddNew, without
+	// waiting for proxies to trust the new root (for an expired or
+	// compromised root).
+	Force bool `json:"force,omitempty"`
+	// Abort cancels a rotation in AddNew.
+	Abort bool `json:"abort,omitempty"`
+	// Cert and Key are the PEM chain (signing certificate first) and key
+	// of a user-provided new root or intermediate; both absent means a
+	// generated root. Only when a rotation begins, or when the mesh has no
+	// CA yet (the CA is then installed as is).
+	Cert string `json:"cert,omitempty"`
+	Key  string `json:"key,omitempty"`
+}
+
+// Rotate takes one rotation step on the mesh's CA and returns the status
+// after it:
+//
+//	no CA yet       install the given CA (or generate one): Stable
+//	abort           AddNew → Stable (old CA)
+//	Stable          begin: → AddNew with the new CA (force: → SignWithNew)
+//	AddNew          advance → SignWithNew once every proxy trusts both roots (force: at once)
+//	SignWithNew     advance → RemoveOld once no leaf from the old CA remains
+//	RemoveOld       advance → Stable once every proxy has the bundle without the old root
+//
+// A step that is not possible yet or not allowed is an error wrapping
+// ErrRotation that says what is pending. The new state is stored with a
+// compare-and-swap: a concurrent step on another replica makes this one
+// fail with store.ErrConflict.
+func (m *Manager) Rotate(ctx context.Context, req RotateRequest) (CAStatus, error) {
+	mesh := req.Mesh
+	if err := checkMesh(mesh); err != nil {
+		return CAStatus{}, err
+	}
+	if req.Abort && req.Force {
+		return CAStatus{}, fmt.Errorf("%w: abort and force: choose one", ErrInvalid)
+	}
+	if (req.Cert == "") != (req.Key == "") {
+		return CAStatus{}, fmt.Errorf("%w: cert and key: give both or neither", ErrInvalid)
+	}
+	td, err := m.trustDomain(ctx, mesh)
+	if err != nil {
+		return CAStatus{}, err
+	}
+	var given *ca.CA
+	if req.Cert != "" {
+		if given, err = ca.Parse(td, []byte(req.Cert), []byte(req.Key), ca.Options{LeafTTL: m.opts.LeafTTL}); err != nil {
+			return CAStatus{}, fmt.Errorf("%w: cert: %w", ErrInvalid, err)
+		}
+	}
+	st, created, err := m.ensure(ctx, mesh, given)
+	if err != nil {
+		return CAStatus{}, err
+	}
+	if created {
+		s := m.status(mesh, st)
+		s.Step = "installed the mesh's first CA"
+		return s, nil
+	}
+	st, rev, err := m.loadCA(ctx, mesh)
+	if err != nil {
+		return CAStatus{}, err
+	}
+	if given != nil && st.Phase() != ca.PhaseStable && !(req.Force && st.Phase() == ca.PhaseAddNew) {
+		return CAStatus{}, fmt.Errorf("%w: cert: a rotation is in progress (phase %s); a new CA can only be given to begin one", ErrRotation, st.Phase())
+	}
+	next, step, err := m.step(mesh, st, req, given)
+	if err != nil {
+		return CAStatus{}, fmt.Errorf("%w: %w", ErrRotation, err)
+	}
+	data, err := json.Marshal(next)
+	if err != nil {
+		return CAStatus{}, err
+	}
+	res, err := m.store.Update(ctx, caKey(mesh), data, rev)
+	if err != nil {
+		return CAStatus{}, fmt.Errorf("mesh %q: store CA: %w", mesh, err)
+	}
+	m.log.Info("CA rotation step", "mesh", mesh, "from", st.Phase(), "to", next.Phase(), "step", step)
+	if next, err = m.remember(res); err != nil {
+		return CAStatus{}, err
+	}
+	s := m.status(mesh, next)
+	s.Step = step
+	return s, nil
+}
+
+func (m *Manager) step(mesh string, st *ca.State, req RotateRequest, given *ca.CA) (*ca.State, string, error) {
+	if req.Abort {
+		next, err := st.Abort()
+		return next, "aborted the rotation: the old CA stays", err
+	}
+	newCA := func() (*ca.CA, error) {
+		if given != nil {
+			return given, nil
+		}
+		return ca.Generate(st.Current().TrustDomain(), ca.GenerateOptions{Options: ca.Options{LeafTTL: m.opts.LeafTTL}})
+	}
+	switch {
+	case st.Phase() == ca.PhaseStable || (req.Force && st.Phase() == ca.PhaseAddNew):
+		c := st.Next()
+		if c == nil || given != nil {
+			var err error
+			if c, err = newCA(); err != nil {
+				return nil, "", err
+			}
+		}
+		if req.Force {
+			next, err := st.Force(c)
+			return next, "forced: the new CA signs now, without waiting for proxies to trust it", err
+		}
+		next, err := st.Begin(c)
+		return next, "began the rotation: both roots are trusted, the old CA still signs", err
+	}
+	next, err := st.Advance(m.Progress(mesh, st))
+	if err != nil {
+		return nil, "", err
+	}
+	switch next.Phase() {
+	case ca.PhaseSignWithNew:
+		return next, "the new CA signs; proxies renew onto it", nil
+	case ca.PhaseRemoveOld:
+		return next, "removed the old root from the bundle", nil
+	}
+	return next, "rotation complete", nil
+}
