@@ -16,7 +16,8 @@
 //
 // Export never blocks a request: spans enter a bounded queue and a
 // background goroutine sends them in batches; when the queue is full (the
-// collector is slow or down) new spans are dropped and counted.
+// collector is slow or down) new spans are dropped. Provider.Exported
+// counts spans sent and exports that failed.
 //
 // Concurrency: a Tracer is immutable and safe for concurrent use. A Span
 // and its ClientSpans belong to one request and are used by one goroutine
