@@ -2,6 +2,7 @@ package translator
 
 import (
 	"fmt"
+	"slices"
 	"testing"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -118,4 +119,54 @@ func TestSidecarScoping(t *testing.T) {
 		t.Errorf("got %d endpoints, %d listeners, %d routes; want 4, 3, 2", len(res.Endpoints), len(res.Listeners), len(res.Routes))
 	}
 	validateWithProxy(t, res)
+}
+
+// pushFixture is the big mesh with every sidecar translated once (a warm
+// Index), and a change to the route of svc-7, which svc-0-* call.
+func pushFixture() (objs, next, changed []v1alpha1.Object, proxies []Proxy, idx *Index) {
+	objs = bigMesh(1000, 10)
+	idx = NewIndex(objs)
+	for _, o := range objs {
+		if dp, ok := o.(*v1alpha1.Dataplane); ok {
+			proxies = append(proxies, Proxy{Mesh: "default", Dataplane: dp})
+		}
+	}
+	for _, p := range proxies {
+		_, _ = Translate(idx, p)
+	}
+	next = slices.Clone(objs)
+	for i, o := range next {
+		if r, ok := o.(*gwv1.HTTPRoute); ok && r.Name == "svc-7" {
+			c := r.DeepCopy()
+			c.Spec.Rules[0].BackendRefs[0].Weight = new(int32(50))
+			next[i] = c
+			changed = []v1alpha1.Object{r, c}
+		}
+	}
+	return objs, next, changed, proxies, idx
+}
+
+// BenchmarkIndexUpdate is the index side of a push: a route changed in
+// the big mesh, from a warm Index.
+func BenchmarkIndexUpdate(b *testing.B) {
+	_, next, changed, _, idx := pushFixture()
+	b.ReportAllocs()
+	for b.Loop() {
+		idx.Update(next, changed)
+	}
+}
+
+// BenchmarkPush is a whole push of the big mesh's 10,000 sidecars after a
+// route change: the index update and every sidecar's translation.
+func BenchmarkPush(b *testing.B) {
+	_, next, changed, proxies, idx := pushFixture()
+	b.ReportAllocs()
+	for b.Loop() {
+		up := idx.Update(next, changed)
+		for _, p := range proxies {
+			if _, err := Translate(up, p); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
 }

@@ -42,6 +42,7 @@ type meshIndex struct {
 	// routePolicy is the layer of TrafficPolicies that target a route,
 	// merged (oldest wins); it goes over the parent Service's policy.
 	routePolicy map[routeKey]*v1alpha1.PolicySpec
+	cache       sync.Map // pieces shared by the mesh's proxies (cache.go)
 }
 
 type service struct {
@@ -52,7 +53,7 @@ type service struct {
 	http      []*attached[*gwv1.HTTPRoute]
 	grpc      []*attached[*gwv1.GRPCRoute]
 	tcp       []*attached[*gwv1.TCPRoute]
-	cache     sync.Map // builtKey → *builtCluster
+	cache     sync.Map // builtKey → *builtCluster, outboundKey → *builtOutbound
 }
 
 // attached is a route attached to a Service through one parentRef.
@@ -70,6 +71,13 @@ type endpoint struct {
 // NewIndex builds an Index from objs, which must already be defaulted and
 // validated. Kinds the translator does not use are ignored.
 func NewIndex(objs []v1alpha1.Object) *Index {
+	return newIndex(objs, nil, nil)
+}
+
+// newIndex builds the Index of objs. With prev, the Index objs were
+// changed from, and the changed objects by mesh, a Service's endpoints are
+// taken from prev when no changed object can affect them.
+func newIndex(objs []v1alpha1.Object, prev *Index, changed map[string][]v1alpha1.Object) *Index {
 	idx := &Index{meshes: map[string]*meshIndex{}}
 	mi := func(name string) *meshIndex {
 		m := idx.meshes[name]
@@ -129,7 +137,11 @@ func NewIndex(objs []v1alpha1.Object) *Index {
 				m.bySelector[pair] = append(m.bySelector[pair], s)
 			}
 		}
-		m.indexEndpoints()
+		var pm *meshIndex
+		if prev != nil {
+			pm = prev.meshes[m.name]
+		}
+		m.indexEndpoints(pm, changed[m.name])
 	}
 	attachPolicies(idx, policies)
 	attachRoutes(idx, https, func(s *service, r *gwv1.HTTPRoute, port int32) {
@@ -166,8 +178,38 @@ func olderFirst(a, b metav1.Object) int {
 // of port P of Service S when its labels contain S's selector and it has an
 // inbound serving P. Dataplanes reported not Ready are left out. Candidates
 // come from the rarest selector pair, so the join costs about the number of
-// matches, not services × dataplanes.
-func (m *meshIndex) indexEndpoints() {
+// matches, not services × dataplanes. With prev (the mesh's previous index)
+// a Service that no changed object can affect keeps its endpoints, and the
+// few others scan the Dataplanes.
+func (m *meshIndex) indexEndpoints(prev *meshIndex, changed []v1alpha1.Object) {
+	var todo []*service
+	for _, s := range m.services {
+		if len(s.spec.Selector) == 0 {
+			continue
+		}
+		if prev != nil {
+			if ps := prev.services[s.key]; ps != nil && !endpointsAffected(ps, changed) {
+				s.endpoints = ps.endpoints // read-only once built
+				continue
+			}
+		}
+		todo = append(todo, s)
+	}
+	if len(todo) == 0 {
+		return
+	}
+	if len(todo) <= 16 {
+		var cands []*v1alpha1.Dataplane
+		for _, dp := range m.dataplanes {
+			if ready(dp) {
+				cands = append(cands, dp)
+			}
+		}
+		for _, s := range todo {
+			s.addEndpoints(cands)
+		}
+		return
+	}
 	byLabel := map[string][]*v1alpha1.Dataplane{}
 	for _, dp := range m.dataplanes {
 		if !ready(dp) {
@@ -177,10 +219,7 @@ func (m *meshIndex) indexEndpoints() {
 			byLabel[k+"="+v] = append(byLabel[k+"="+v], dp)
 		}
 	}
-	for _, s := range m.services {
-		if len(s.spec.Selector) == 0 {
-			continue
-		}
+	for _, s := range todo {
 		var cands []*v1alpha1.Dataplane
 		first := true
 		for k, v := range s.spec.Selector {
@@ -189,28 +228,33 @@ func (m *meshIndex) indexEndpoints() {
 				cands, first = l, false
 			}
 		}
-		for _, dp := range cands {
-			if !selects(s.spec.Selector, dp.Labels) {
+		s.addEndpoints(cands)
+	}
+}
+
+// addEndpoints adds the candidates s selects to its endpoints.
+func (s *service) addEndpoints(cands []*v1alpha1.Dataplane) {
+	for _, dp := range cands {
+		if !selects(s.spec.Selector, dp.Labels) {
+			continue
+		}
+		for _, in := range dp.Spec.Inbound {
+			sp := servicePortOf(in)
+			if portOf(s.spec, sp) == nil {
 				continue
 			}
-			for _, in := range dp.Spec.Inbound {
-				sp := servicePortOf(in)
-				if portOf(s.spec, sp) == nil {
-					continue
-				}
-				loc := v1alpha1.Locality{}
-				if dp.Spec.Locality != nil {
-					loc = *dp.Spec.Locality
-				}
-				s.endpoints[sp] = append(s.endpoints[sp], endpoint{address: dp.Spec.Address, port: uint32(in.Port), locality: loc})
+			loc := v1alpha1.Locality{}
+			if dp.Spec.Locality != nil {
+				loc = *dp.Spec.Locality
 			}
+			s.endpoints[sp] = append(s.endpoints[sp], endpoint{address: dp.Spec.Address, port: uint32(in.Port), locality: loc})
 		}
-		for _, eps := range s.endpoints {
-			slices.SortFunc(eps, func(a, b endpoint) int {
-				return cmp.Or(strings.Compare(a.locality.Region, b.locality.Region), strings.Compare(a.locality.Zone, b.locality.Zone),
-					strings.Compare(a.address, b.address), cmp.Compare(a.port, b.port))
-			})
-		}
+	}
+	for _, eps := range s.endpoints {
+		slices.SortFunc(eps, func(a, b endpoint) int {
+			return cmp.Or(strings.Compare(a.locality.Region, b.locality.Region), strings.Compare(a.locality.Zone, b.locality.Zone),
+				strings.Compare(a.address, b.address), cmp.Compare(a.port, b.port))
+		})
 	}
 }
 

@@ -16,6 +16,7 @@ import (
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	tcpproxyv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/tcp_proxy/v3"
 	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
+	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
@@ -89,33 +90,39 @@ func (b *builder) inbound(in v1alpha1.Inbound) {
 	}
 	name := "inbound:" + strconv.Itoa(int(in.Port))
 	b.res.Clusters = append(b.res.Clusters, inboundCluster(name, in, proto))
-	var filter *listenerv3.Filter
-	if isHTTP(proto) {
-		var filters []*hcmv3.HttpFilter
-		if rl := pol.RateLimit; rl != nil {
-			filters = append(filters, rateLimitFilter(name, rl))
+	filter := b.m.inboundFilter(inboundKey{in.Port, sp, served}, func() *listenerv3.Filter {
+		if isHTTP(proto) {
+			return b.inboundHCM(name, &pol)
 		}
-		h := b.hcm(name, filters)
-		h.RouteSpecifier = &hcmv3.HttpConnectionManager_RouteConfig{RouteConfig: &routev3.RouteConfiguration{
-			Name: name,
-			VirtualHosts: []*routev3.VirtualHost{{
-				Name: "inbound", Domains: []string{"*"},
-				Routes: []*routev3.Route{{
-					Match: &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: "/"}},
-					// The caller's proxy bounds the request; the inbound
-					// side adds no timeout of its own.
-					Action: &routev3.Route_Route{Route: &routev3.RouteAction{
-						ClusterSpecifier: &routev3.RouteAction_Cluster{Cluster: name},
-						Timeout:          durationpb.New(0),
-					}},
+		return b.tcpProxy(name, &tcpproxyv3.TcpProxy{ClusterSpecifier: &tcpproxyv3.TcpProxy_Cluster{Cluster: name}}, &pol)
+	})
+	b.res.Listeners = append(b.res.Listeners, listener("inbound:"+dp.Spec.Address+":"+strconv.Itoa(int(in.Port)), dp.Spec.Address, in.Port, filter))
+}
+
+// inboundHCM is the connection manager of an HTTP inbound: pol's rate
+// limit, then the router to the application's cluster, name.
+func (b *builder) inboundHCM(name string, pol *v1alpha1.PolicySpec) *listenerv3.Filter {
+	var filters []*hcmv3.HttpFilter
+	if rl := pol.RateLimit; rl != nil {
+		filters = append(filters, rateLimitFilter(name, rl))
+	}
+	h := b.hcm(name, filters)
+	h.RouteSpecifier = &hcmv3.HttpConnectionManager_RouteConfig{RouteConfig: &routev3.RouteConfiguration{
+		Name: name,
+		VirtualHosts: []*routev3.VirtualHost{{
+			Name: "inbound", Domains: []string{"*"},
+			Routes: []*routev3.Route{{
+				Match: &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: "/"}},
+				// The caller's proxy bounds the request; the inbound
+				// side adds no timeout of its own.
+				Action: &routev3.Route_Route{Route: &routev3.RouteAction{
+					ClusterSpecifier: &routev3.RouteAction_Cluster{Cluster: name},
+					Timeout:          durationpb.New(0),
 				}},
 			}},
-		}}
-		filter = &listenerv3.Filter{Name: hcmFilterName, ConfigType: &listenerv3.Filter_TypedConfig{TypedConfig: mustAny(h)}}
-	} else {
-		filter = b.tcpProxy(name, &tcpproxyv3.TcpProxy{ClusterSpecifier: &tcpproxyv3.TcpProxy_Cluster{Cluster: name}}, &pol)
-	}
-	b.res.Listeners = append(b.res.Listeners, listener("inbound:"+dp.Spec.Address+":"+strconv.Itoa(int(in.Port)), dp.Spec.Address, in.Port, filter))
+		}},
+	}}
+	return &listenerv3.Filter{Name: hcmFilterName, ConfigType: &listenerv3.Filter_TypedConfig{TypedConfig: mustAny(h)}}
 }
 
 // outbound serves one upstream on a local port. An outbound to a Service
@@ -134,22 +141,13 @@ func (b *builder) outbound(out v1alpha1.Outbound) {
 	if !ok {
 		return
 	}
-	proto := protocolOf(portOf(s.spec, port))
-	cname := ClusterName(k, port)
-	var filter *listenerv3.Filter
-	if isHTTP(proto) {
-		rc := "outbound:" + cname
-		if !b.routeCfg[rc] {
-			b.routeCfg[rc] = true
-			b.res.Routes = append(b.res.Routes, &routev3.RouteConfiguration{Name: rc, VirtualHosts: []*routev3.VirtualHost{{
-				Name: cname, Domains: []string{"*"}, Routes: b.serviceRoutes(s, port),
-			}}})
-		}
-		filter = b.rdsFilter(cname, rc)
-	} else {
-		filter = b.tcpProxy(cname, b.tcpRoute(s, port), &s.policy)
+	o := b.outboundFilter(s, port)
+	b.replay(o.fx)
+	if o.cfg != nil && !b.routeCfg[o.cfg.Name] {
+		b.routeCfg[o.cfg.Name] = true
+		b.res.Routes = append(b.res.Routes, o.cfg)
 	}
-	b.res.Listeners = append(b.res.Listeners, listener("outbound:"+localhost+":"+strconv.Itoa(int(out.LocalPort)), localhost, out.LocalPort, filter))
+	b.res.Listeners = append(b.res.Listeners, o.listener(out.LocalPort))
 }
 
 // tcpRoute forwards to the TCPRoutes' backends (the first rule of the
@@ -180,17 +178,25 @@ func (b *builder) tcpRoute(s *service, port int32) *tcpproxyv3.TcpProxy {
 // port, routed by Host.
 func (b *builder) outboundHTTP(port int32) {
 	b.res.httpAll = true
-	rc := "outbound-http:" + strconv.Itoa(int(port))
-	cfg := &routev3.RouteConfiguration{Name: rc}
-	hosts := b.hostNames(false)
-	for _, h := range hosts {
-		b.res.Services[h.s.key] = true
-		cfg.VirtualHosts = append(cfg.VirtualHosts, &routev3.VirtualHost{
-			Name: ClusterName(h.s.key, h.port), Domains: h.domains, Routes: b.serviceRoutes(h.s, h.port),
+	o := b.m.cached(httpAllKey{b.callerNS, port}, func() *built {
+		o := &built{}
+		o.fx = b.record(func(b *builder) {
+			rc := "outbound-http:" + strconv.Itoa(int(port))
+			cfg := &routev3.RouteConfiguration{Name: rc}
+			for _, h := range b.hostNames(false) {
+				b.res.Services[h.s.key] = true
+				cfg.VirtualHosts = append(cfg.VirtualHosts, &routev3.VirtualHost{
+					Name: ClusterName(h.s.key, h.port), Domains: h.domains, Routes: b.serviceRoutes(h.s, h.port),
+				})
+			}
+			o.routes = []types.Resource{cfg}
+			o.listeners = []types.Resource{listener("outbound-http:"+localhost+":"+strconv.Itoa(int(port)), localhost, port, b.rdsFilter(rc, rc))}
 		})
-	}
-	b.res.Routes = append(b.res.Routes, cfg)
-	b.res.Listeners = append(b.res.Listeners, listener("outbound-http:"+localhost+":"+strconv.Itoa(int(port)), localhost, port, b.rdsFilter(rc, rc)))
+		return o
+	})
+	b.replay(o.fx)
+	b.res.Routes = append(b.res.Routes, o.routes...)
+	b.res.Listeners = append(b.res.Listeners, o.listeners...)
 }
 
 // proxyless builds what grpc-go's xDS resolver asks for: for each name a
@@ -198,25 +204,34 @@ func (b *builder) outboundHTTP(port int32) {
 // configuration has a virtual host for NAME.
 func (b *builder) proxyless() {
 	b.res.httpAll = true
-	for _, h := range b.hostNames(true) {
-		b.res.Services[h.s.key] = true
-		cname := ClusterName(h.s.key, h.port)
-		rc := "outbound:" + cname
-		b.res.Routes = append(b.res.Routes, &routev3.RouteConfiguration{Name: rc, VirtualHosts: []*routev3.VirtualHost{{
-			Name: cname, Domains: h.domains, Routes: b.serviceRoutes(h.s, h.port),
-		}}})
-		for _, d := range h.domains {
-			h := &hcmv3.HttpConnectionManager{
-				HttpFilters: outboundFilters(),
-				RouteSpecifier: &hcmv3.HttpConnectionManager_Rds{Rds: &hcmv3.Rds{
-					ConfigSource: adsSource(), RouteConfigName: rc,
-				}},
+	o := b.m.cached(proxylessKey{b.callerNS}, func() *built {
+		o := &built{}
+		o.fx = b.record(func(b *builder) {
+			for _, h := range b.hostNames(true) {
+				b.res.Services[h.s.key] = true
+				cname := ClusterName(h.s.key, h.port)
+				rc := "outbound:" + cname
+				o.routes = append(o.routes, &routev3.RouteConfiguration{Name: rc, VirtualHosts: []*routev3.VirtualHost{{
+					Name: cname, Domains: h.domains, Routes: b.serviceRoutes(h.s, h.port),
+				}}})
+				for _, d := range h.domains {
+					h := &hcmv3.HttpConnectionManager{
+						HttpFilters: outboundFilters(),
+						RouteSpecifier: &hcmv3.HttpConnectionManager_Rds{Rds: &hcmv3.Rds{
+							ConfigSource: adsSource(), RouteConfigName: rc,
+						}},
+					}
+					o.listeners = append(o.listeners, &listenerv3.Listener{
+						Name: d, ApiListener: &listenerv3.ApiListener{ApiListener: mustAny(h)},
+					})
+				}
 			}
-			b.res.Listeners = append(b.res.Listeners, &listenerv3.Listener{
-				Name: d, ApiListener: &listenerv3.ApiListener{ApiListener: mustAny(h)},
-			})
-		}
-	}
+		})
+		return o
+	})
+	b.replay(o.fx)
+	b.res.Routes = append(b.res.Routes, o.routes...)
+	b.res.Listeners = append(b.res.Listeners, o.listeners...)
 }
 
 func listener(name, addr string, port int32, f *listenerv3.Filter) *listenerv3.Listener {

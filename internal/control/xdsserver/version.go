@@ -93,7 +93,7 @@ func version(k kind, list []types.Resource) (string, error) {
 		if err != nil {
 			return "", fmt.Errorf("%s[%d]: %w", kindNames[k], i, err)
 		}
-		sum, ok := shared.get(k, r)
+		sum, ok := memo.hash(r)
 		if !ok {
 			h.buf, err = deterministic.MarshalAppend(h.buf[:0], r)
 			if err != nil {
@@ -104,7 +104,7 @@ func version(k kind, list []types.Resource) (string, error) {
 			_, _ = h.d.Write([]byte{0})
 			_, _ = h.d.Write(h.buf)
 			sum = h.d.Sum64()
-			shared.put(k, r, sum)
+			memo.setHash(r, sum)
 		}
 		h.items = append(h.items, named{name: name, hash: sum})
 	}
@@ -198,9 +198,14 @@ func consistent(r Resources) error {
 	wantRDS := map[string]string{} // route configuration -> listener naming it
 	for _, res := range r.Listeners {
 		l := res.(*listenerv3.Listener)
-		names, err := routeNames(l)
-		if err != nil {
-			errs = append(errs, fmt.Errorf("listener %q: %w", l.GetName(), err))
+		names, ok := memo.routeNames(l)
+		if !ok {
+			var err error
+			if names, err = routeNames(l); err != nil {
+				errs = append(errs, fmt.Errorf("listener %q: %w", l.GetName(), err))
+			} else {
+				memo.setRouteNames(l, names)
+			}
 		}
 		for _, n := range names {
 			wantRDS[n] = l.GetName()
@@ -260,42 +265,4 @@ func sortedKeys(m map[string]string) []string {
 	}
 	slices.Sort(keys)
 	return keys
-}
-
-// sharedHashes remembers the content hash of clusters and load assignments
-// by identity. The translator builds those once per index and hands the
-// same (read-only) messages to every proxy that reads the service, so with
-// a thousand proxies a push hashes each once instead of a thousand times.
-// Listeners and route configurations are built per proxy and not kept.
-// The map is emptied when it grows past its bound, which also lets go of
-// old generations.
-type sharedHashes struct {
-	mu sync.Mutex
-	m  map[types.Resource]uint64
-}
-
-const maxSharedHashes = 1 << 16
-
-var shared = &sharedHashes{m: map[types.Resource]uint64{}}
-
-func (s *sharedHashes) get(k kind, r types.Resource) (uint64, bool) {
-	if k != kindCluster && k != kindEndpoint {
-		return 0, false
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	v, ok := s.m[r]
-	return v, ok
-}
-
-func (s *sharedHashes) put(k kind, r types.Resource, v uint64) {
-	if k != kindCluster && k != kindEndpoint {
-		return
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if len(s.m) >= maxSharedHashes {
-		clear(s.m)
-	}
-	s.m[r] = v
 }
