@@ -2,9 +2,9 @@ package certclient_test
 
 import (
 	"bytes"
+	"context"
 	"crypto"
 	"crypto/tls"
-	"context"
 	"log/slog"
 	"os"
 	"path/filepath"
