@@ -75,7 +75,7 @@ func (m *Manager) CreateToken(ctx context.Context, mesh, service string, ttl tim
 }
 
 // ListTokens returns the records of mesh's tokens ("" for every mesh),
-// ordered by mesh, issue time and id.
+// ordered by mesh, service, issue time and id.
 func (m *Manager) ListTokens(ctx context.Context, mesh string) ([]TokenRecord, error) {
 	list, _, err := m.store.List(ctx, kindToken)
 	if err != nil {
@@ -93,7 +93,7 @@ func (m *Manager) ListTokens(ctx context.Context, mesh string) ([]TokenRecord, e
 		out = append(out, rec)
 	}
 	slices.SortFunc(out, func(a, b TokenRecord) int {
-		return cmp.Or(cmp.Compare(a.Mesh, b.Mesh), a.IssuedAt.Compare(b.IssuedAt), cmp.Compare(a.ID, b.ID))
+		return cmp.Or(cmp.Compare(a.Mesh, b.Mesh), cmp.Compare(a.Service, b.Service), a.IssuedAt.Compare(b.IssuedAt), cmp.Compare(a.ID, b.ID))
 	})
 	return out, nil
 }
