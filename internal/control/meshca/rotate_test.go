@@ -61,7 +61,11 @@ func TestRotationPhases(t *testing.T) {
 	if _, v, _ := p.c.Identity().Bundle("default"); v != st.BundleVersion {
 		t.Errorf("Bundle version %s, status says %s", v, st.BundleVersion)
 	}
-	poll(t, func() bool { mu.Lock(); defer mu.Unlock(); return len(notified) > 0 && notified[len(notified)-1] == "default" }, "a bundle change notification")
+	poll(t, func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(notified) > 0 && notified[len(notified)-1] == "default"
+	}, "a bundle change notification")
 	got, err := p.sign(t, tok.Token, "n1", webID)
 	if err != nil {
 		t.Fatal(err)
@@ -296,4 +300,3 @@ func intermediatePEM(t *testing.T, td string) (chainPEM, keyPEM string, root *x5
 		string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: rootDER}))
 	return chain, string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER})), root
 }
-
