@@ -44,6 +44,7 @@ type Options struct {
 	mesh         string
 	adminAddress string
 	xdsCache     string
+	tokenFile    string
 }
 
 // Check validates the flags.

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"maps"
 	"net"
 	"os"
@@ -14,6 +15,8 @@ import (
 	bootstrapv3 "github.com/envoyproxy/go-control-plane/envoy/config/bootstrap/v3"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 
+	"github.com/trellis-mesh/trellis/internal/identity/certclient"
+	"github.com/trellis-mesh/trellis/internal/identity/rotate"
 	"github.com/trellis-mesh/trellis/internal/proxy"
 	"github.com/trellis-mesh/trellis/internal/telemetry/metrics"
 	"github.com/trellis-mesh/trellis/internal/xds/ads"
@@ -31,11 +34,16 @@ func (o *Options) bindXDS(f FlagSet) {
 	f.StringVar(&o.mesh, "mesh", "", "mesh of --node-id (default \"default\")")
 	f.StringVar(&o.adminAddress, "admin-address", DefaultAdminAddress, "admin interface address with --control-plane when the bootstrap (-c) names none")
 	f.StringVar(&o.xdsCache, "xds-cache", "", "file keeping the last configuration from the control plane, served at start until the control plane answers")
+	f.StringVar(&o.tokenFile, "token-file", "", "dataplane token file (`trellis token create`; default $"+TokenFileEnv+"): obtain and rotate this proxy's mesh certificate for mutual TLS")
 }
+
+// TokenFileEnv names the environment variable that gives the token file
+// when --token-file is not set (xDS mode only).
+const TokenFileEnv = "TRELLIS_TOKEN_FILE"
 
 func (o *Options) checkXDS() error {
 	if o.controlPlane == "" {
-		for flag, v := range map[string]string{"--dataplane": o.dataplane, "--node-id": o.nodeID, "--mesh": o.mesh, "--xds-cache": o.xdsCache} {
+		for flag, v := range map[string]string{"--dataplane": o.dataplane, "--node-id": o.nodeID, "--mesh": o.mesh, "--xds-cache": o.xdsCache, "--token-file": o.tokenFile} {
 			if v != "" {
 				return fmt.Errorf("%s needs --control-plane", flag)
 			}
@@ -97,6 +105,19 @@ func runXDS(ctx context.Context, o *Options, hup <-chan os.Signal, stdout, stder
 	sa := base.GetAdmin().GetAddress().GetSocketAddress()
 	adminAddr := net.JoinHostPort(sa.GetAddress(), strconv.Itoa(int(sa.GetPortValue())))
 
+	tokenFile, tokenSource := o.tokenFile, "--token-file"
+	if tokenFile == "" {
+		tokenFile, tokenSource = os.Getenv(TokenFileEnv), TokenFileEnv
+	}
+	if tokenFile != "" {
+		// Fail before serving anything: a missing, unreadable or empty
+		// token file is a deployment error, not a transient one.
+		if _, err := certclient.ReadToken(tokenFile); err != nil {
+			fmt.Fprintf(stderr, "%s: %v\n", tokenSource, err)
+			return ExitCode(1)
+		}
+	}
+
 	root := o.logger(stderr)
 	log := root.With("component", "proxy")
 	p := proxy.New(proxy.Options{DrainTimeout: o.drainTimeout, Logger: log, Version: buildVersion()})
@@ -110,7 +131,7 @@ func runXDS(ctx context.Context, o *Options, hup <-chan os.Signal, stdout, stder
 	// configuration instead.
 	printed := map[string]string{}
 	c, err := ads.New(ads.Options{
-		Address: o.controlPlane, Node: node, Base: base, Proxy: p, CachePath: o.xdsCache,
+		Address: o.controlPlane, Node: node, Base: base, Proxy: p, CachePath: o.xdsCache, Identity: tokenFile != "",
 		Metrics: metrics.NewXDS(p.Metrics()), Logger: root.With("component", "xds"),
 		OnApply: func() {
 			addrs := p.ListenerAddrs()
@@ -126,6 +147,21 @@ func runXDS(ctx context.Context, o *Options, hup <-chan os.Signal, stdout, stder
 	}
 	log.Info("waiting for the configuration from the control plane", "control_plane", o.controlPlane, "node", node.GetId(), "mesh", node.GetCluster())
 	cctx, cancel := context.WithCancel(ctx)
+	var rotating <-chan struct{}
+	if tokenFile != "" {
+		r, err := startIdentity(cctx, o.controlPlane, tokenFile, node, c, root)
+		if err != nil {
+			cancel()
+			p.Shutdown(context.Background())
+			return err
+		}
+		rotating = r
+	}
+	defer func() {
+		if rotating != nil {
+			<-rotating
+		}
+	}()
 	done := make(chan error, 1)
 	go func() { done <- c.Run(cctx) }()
 	for {
@@ -146,4 +182,34 @@ func runXDS(ctx context.Context, o *Options, hup <-chan os.Signal, stdout, stder
 			return nil
 		}
 	}
+}
+
+// startIdentity starts obtaining and rotating the proxy's certificate with
+// the token in tokenFile; each new certificate goes to the ADS client as
+// the trellis-identity secret. The returned channel closes when rotation
+// has stopped (after ctx ends).
+func startIdentity(ctx context.Context, address, tokenFile string, node *corev3.Node, c *ads.Client, root *slog.Logger) (<-chan struct{}, error) {
+	conn, err := ads.Dial(address, nil)
+	if err != nil {
+		return nil, err
+	}
+	mesh, service := ads.DataplaneIdentity(node)
+	log := root.With("component", "identity")
+	cc, err := certclient.New(certclient.Options{Conn: conn, Token: certclient.FileToken(tokenFile), Mesh: mesh, Service: service, Logger: log})
+	if err != nil {
+		conn.Close()
+		return nil, err
+	}
+	rot, err := rotate.New(rotate.Options{Renew: cc.Renew, OnRotate: c.SetIdentity, Logger: log})
+	if err != nil {
+		conn.Close()
+		return nil, err
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		defer conn.Close()
+		_ = rot.Run(ctx) // returns when ctx ends
+	}()
+	return done, nil
 }

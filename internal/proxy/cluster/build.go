@@ -103,7 +103,7 @@ func (m *Manager) build(pc *clusterv3.Cluster, secrets tlsx.Secrets) (*Cluster, 
 				fail("transport_socket.typed_config.%v", err)
 			}
 			key, _ := proto.MarshalOptions{Deterministic: true}.Marshal(up)
-			tc.tlsKey = string(key)
+			tc.tlsKey = string(key) + secretsKey(up.GetCommonTlsContext(), secrets)
 			c.Scheme = "https"
 		} else {
 			fail("transport_socket.typed_config: %s not supported", ts.GetTypedConfig().GetTypeUrl())
@@ -303,4 +303,19 @@ func extensionPolicy(lbp *clusterv3.LoadBalancingPolicy) (lb.Policy, error) {
 		return lb.PeakEWMA(), nil
 	}
 	return nil, fmt.Errorf("load_balancing_policy.policies: none is supported (Trellis implements an xds.type.v3.TypedStruct with type_url %q)", PeakEWMATypeURL)
+}
+
+// secretsKey encodes the static secrets cc refers to by name, so a pool is
+// rebuilt when a referenced secret's contents change under the same name
+// (a rotated trust bundle or certificate delivered over SDS).
+func secretsKey(cc *tlsv3.CommonTlsContext, secrets tlsx.Secrets) string {
+	refs := append([]*tlsv3.SdsSecretConfig(nil), cc.GetTlsCertificateSdsSecretConfigs()...)
+	refs = append(refs, cc.GetValidationContextSdsSecretConfig(), cc.GetCombinedValidationContext().GetValidationContextSdsSecretConfig())
+	var b []byte
+	for _, r := range refs {
+		if sec := secrets[r.GetName()]; r != nil && sec != nil {
+			b, _ = proto.MarshalOptions{Deterministic: true}.MarshalAppend(b, sec)
+		}
+	}
+	return string(b)
 }

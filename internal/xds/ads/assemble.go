@@ -14,6 +14,7 @@ import (
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/trellis-mesh/trellis/internal/xds/decode"
@@ -25,13 +26,18 @@ type Resources struct {
 	Routes    map[string]*routev3.RouteConfiguration
 	Clusters  map[string]*clusterv3.Cluster
 	Endpoints map[string]*endpointv3.ClusterLoadAssignment
+	// Secrets are the SDS Secrets the listeners' and clusters'
+	// name-only SdsSecretConfigs refer to; they join static_resources.secrets.
+	Secrets map[string]*tlsv3.Secret
 }
 
 // Assemble builds the Bootstrap the proxy applies: base's admin and static
 // resources (listeners, clusters, secrets), node (base's, else node), and
-// the xDS resources with rds replaced by inline route_config and EDS
+// the xDS resources with rds replaced by inline route_config, EDS
 // clusters made STATIC with their ClusterLoadAssignment as
-// load_assignment. xDS listeners and clusters follow the static ones,
+// load_assignment, and the Secrets added to static_resources.secrets
+// (sorted by name; the listeners and clusters must already refer to them
+// by name only). xDS listeners and clusters follow the static ones,
 // sorted by name. The result passes decode.Validate, the same checks as a
 // bootstrap file. An error names the resource, e.g. `cluster "web": ...`.
 func Assemble(base *bootstrapv3.Bootstrap, node *corev3.Node, r Resources) (*bootstrapv3.Bootstrap, error) {
@@ -61,11 +67,22 @@ func assemble(base *bootstrapv3.Bootstrap, node *corev3.Node, r Resources) (*boo
 	}
 	sr := b.StaticResources
 	org := &origin{listeners: map[int]string{}, clusters: map[int]string{}, routes: map[string]string{}}
+	var errs []error
 	static := map[string]bool{}
+	for _, sec := range sr.Secrets {
+		static[sec.GetName()] = true
+	}
+	for _, name := range sortedKeys(r.Secrets) {
+		if static[name] {
+			errs = append(errs, fmt.Errorf("secret %q: name: a static secret of the local bootstrap has this name", name))
+			continue
+		}
+		sr.Secrets = append(sr.Secrets, r.Secrets[name])
+	}
+	static = map[string]bool{}
 	for _, c := range sr.Clusters {
 		static[c.GetName()] = true
 	}
-	var errs []error
 	for _, name := range sortedKeys(r.Clusters) {
 		c := r.Clusters[name]
 		if static[name] {

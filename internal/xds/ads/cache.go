@@ -29,7 +29,7 @@ func (c *Client) saveCache() {
 
 func (c *Client) writeCache() error {
 	var out []json.RawMessage
-	for _, u := range []string{ClusterType, ListenerType, EndpointType, RouteType} {
+	for _, u := range allTypes {
 		t := c.types[u]
 		if t.current == nil {
 			continue
@@ -122,7 +122,12 @@ func (c *Client) readCache() error {
 	if c.types[ListenerType].current == nil || c.types[ClusterType].current == nil {
 		return fmt.Errorf("no listeners or no clusters")
 	}
-	r, missing := c.resources()
+	r, missing := c.resources(false)
+	if missing == fmt.Sprintf("secret %q", IdentitySecret) {
+		// Applied by reapply once the proxy has its certificate.
+		c.logWaiting(missing)
+		return nil
+	}
 	if missing != "" {
 		return fmt.Errorf("%s missing", missing)
 	}

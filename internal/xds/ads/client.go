@@ -2,20 +2,19 @@ package ads
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
 	"slices"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	bootstrapv3 "github.com/envoyproxy/go-control-plane/envoy/config/bootstrap/v3"
-	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
-	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
-	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
-	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	rpcstatus "google.golang.org/genproto/googleapis/rpc/status"
 	"google.golang.org/grpc"
@@ -70,6 +69,12 @@ type Options struct {
 	// OnApply, when set, is called after each configuration applied, on
 	// the client's goroutine.
 	OnApply func()
+	// Identity says that the proxy obtains its own certificate and hands
+	// it to SetIdentity (it has a dataplane token). Either way a
+	// configuration whose TLS contexts name IdentitySecret is held until
+	// a certificate is there; false only changes what the log says (that
+	// no token was given, so it will never be).
+	Identity bool
 }
 
 // Client is an ADS client feeding one proxy. Create it with New and run it
@@ -81,6 +86,17 @@ type Client struct {
 	// applied is set once a configuration (from xDS or the cache) has
 	// been applied: from then on one type may update without the other.
 	applied bool
+	// applies counts configurations applied.
+	applies int
+	// identity is IdentitySecret, nil before SetIdentity; idNext is the
+	// certificate SetIdentity handed over last, idWake tells the client's
+	// goroutine about it.
+	identity *tlsv3.Secret
+	idMu     sync.Mutex
+	idNext   *tls.Certificate
+	idWake   chan struct{}
+	// waiting is what the last held configuration missed (logged once).
+	waiting string
 }
 
 // typeState is what the client knows of one resource type.
@@ -127,8 +143,9 @@ func New(opts Options) (*Client, error) {
 	if opts.Credentials == nil {
 		opts.Credentials = insecure.NewCredentials()
 	}
-	c := &Client{opts: opts, log: opts.Logger.With("control_plane", opts.Address), types: map[string]*typeState{}}
-	for _, u := range []string{ClusterType, ListenerType, EndpointType, RouteType} {
+	c := &Client{opts: opts, log: opts.Logger.With("control_plane", opts.Address), types: map[string]*typeState{},
+		idWake: make(chan struct{}, 1)}
+	for _, u := range allTypes {
 		c.types[u] = &typeState{url: u, wild: u == ClusterType || u == ListenerType}
 	}
 	return c, nil
@@ -142,15 +159,9 @@ func (c *Client) Run(ctx context.Context) error {
 	if c.opts.CachePath != "" {
 		c.loadCache()
 	}
-	target, extra := dialTarget(c.opts.Address)
-	conn, err := grpc.NewClient(target, append(extra, grpc.WithTransportCredentials(c.opts.Credentials),
-		// A control plane that vanished without closing the connection
-		// (host gone, partition) is noticed by keepalive pings. Five
-		// minutes is grpc-go servers' default minimum ping interval:
-		// pinging more often gets the connection closed (too_many_pings).
-		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 5 * time.Minute, Timeout: 20 * time.Second}))...)
+	conn, err := Dial(c.opts.Address, c.opts.Credentials)
 	if err != nil {
-		return fmt.Errorf("ads: %w", err)
+		return err
 	}
 	defer conn.Close()
 	ads := discoveryv3.NewAggregatedDiscoveryServiceClient(conn)
@@ -167,8 +178,27 @@ func (c *Client) Run(ctx context.Context) error {
 			msg = "xDS stream ended; serving the last configuration"
 		}
 		c.log.Warn(msg, "error", err.Error(), "retry_in", d.Round(time.Millisecond))
-		if !sleep(ctx, d) {
+		if !c.sleep(ctx, d) {
 			return nil
+		}
+	}
+}
+
+// sleep waits d or until ctx ends, meanwhile re-applying the current
+// configuration with each new certificate; it reports whether d elapsed.
+func (c *Client) sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	for {
+		select {
+		case <-t.C:
+			return true
+		case <-ctx.Done():
+			return false
+		case <-c.idWake:
+			if c.takeIdentity() {
+				c.reapply()
+			}
 		}
 	}
 }
@@ -245,6 +275,10 @@ func (c *Client) stream(ctx context.Context, ads discoveryv3.AggregatedDiscovery
 			}
 		case <-wake:
 			if err := s.sendHeld(); err != nil {
+				return since(), err
+			}
+		case <-c.idWake:
+			if err := s.identityChanged(); err != nil {
 				return since(), err
 			}
 		case <-ctx.Done():
@@ -386,22 +420,26 @@ func retain(t *typeState, res map[string]any) map[string]any {
 	return res
 }
 
-// resubscribe sends the EDS and RDS subscriptions the current (or pending)
-// clusters and listeners call for, where they changed.
+// resubscribe sends the EDS, RDS and SDS subscriptions the current (or
+// pending) clusters and listeners call for, where they changed.
+// IdentitySecret is never asked for: the proxy makes it.
 func (s *session) resubscribe() error {
-	var eds, rds []string
+	var eds, rds, sds []string
 	for _, r := range s.c.types[ClusterType].effective() {
 		if n := r.(*cluster).eds; n != "" {
 			eds = append(eds, n)
 		}
+		sds = append(sds, r.(*cluster).sds...)
 	}
 	for _, r := range s.c.types[ListenerType].effective() {
 		rds = append(rds, r.(*listener).rds...)
+		sds = append(sds, r.(*listener).sds...)
 	}
+	sds = slices.DeleteFunc(sds, func(n string) bool { return n == IdentitySecret })
 	for _, x := range []struct {
 		t     *typeState
 		names []string
-	}{{s.c.types[EndpointType], eds}, {s.c.types[RouteType], rds}} {
+	}{{s.c.types[EndpointType], eds}, {s.c.types[RouteType], rds}, {s.c.types[SecretType], sds}} {
 		sort.Strings(x.names)
 		names := slices.Compact(x.names)
 		if x.t.sent && slices.Equal(names, x.t.names) {
@@ -418,154 +456,25 @@ func (s *session) resubscribe() error {
 	return nil
 }
 
-// tryApply applies the pending responses once they form a consistent set,
-// then ACKs them. If the proxy refuses the set, the types the error blames
-// are NACKed and the rest is tried again without them.
-func (s *session) tryApply() error {
-	c := s.c
-	for {
-		var pend []*typeState
-		for _, u := range []string{ClusterType, ListenerType, EndpointType, RouteType} {
-			if c.types[u].hasPend {
-				pend = append(pend, c.types[u])
-			}
-		}
-		if len(pend) == 0 {
-			return nil
-		}
-		if !c.applied && (c.types[ClusterType].effective() == nil || c.types[ListenerType].effective() == nil) {
-			return nil // the first configuration has both listeners and clusters
-		}
-		r, missing := c.resources()
-		if missing != "" {
-			c.log.Debug("waiting for resources before applying", "missing", missing)
-			return nil
-		}
-		err := c.apply(r)
-		if err == nil {
-			for _, t := range pend {
-				t.current, t.acked = t.pending, t.pendVer
-				t.pending, t.hasPend, t.pendVer = nil, false, ""
-				t.rejected, t.rejections = "", 0
-				c.opts.Metrics.Update(shortType(t.url), true)
-				if err := s.send(t, t.acked, nil); err != nil {
-					return err
-				}
-			}
-			c.saveCache()
-			return nil
-		}
-		blamed := blame(err, pend, c.types)
-		for _, t := range blamed {
-			v := t.pendVer
-			t.pending, t.hasPend, t.pendVer = nil, false, ""
-			if err := s.nack(t, v, err); err != nil {
-				return err
-			}
-		}
-		if err := s.resubscribe(); err != nil {
-			return err
-		}
-		if len(blamed) == len(pend) {
-			return nil
-		}
+// Dial returns a gRPC connection to the control plane at address (one
+// host:port, or several replicas' separated by commas, as in
+// Options.Address), for the ADS stream or the certificate service. Nil
+// creds means plaintext.
+func Dial(address string, creds credentials.TransportCredentials) (*grpc.ClientConn, error) {
+	if creds == nil {
+		creds = insecure.NewCredentials()
 	}
-}
-
-// blame returns the types among pend that err's lines name: a line starts
-// with the kind of the resource at fault (`cluster "web": ...`). If a line
-// names no pending type, every pending type is to blame.
-func blame(err error, pend []*typeState, types map[string]*typeState) []*typeState {
-	hit := map[*typeState]bool{}
-	for _, line := range strings.Split(err.Error(), "\n") {
-		var ts []*typeState
-		switch {
-		case strings.HasPrefix(line, "listener \""):
-			ts = append(ts, types[ListenerType])
-		case strings.HasPrefix(line, "route_configuration \""):
-			ts = append(ts, types[RouteType])
-		case strings.HasPrefix(line, "cluster_load_assignment \""):
-			ts = append(ts, types[EndpointType])
-		case strings.HasPrefix(line, "cluster \""):
-			ts = append(ts, types[ClusterType])
-			if strings.Contains(line, "load_assignment") {
-				ts = append(ts, types[EndpointType])
-			}
-		}
-		found := false
-		for _, t := range ts {
-			if t.hasPend {
-				hit[t], found = true, true
-			}
-		}
-		if !found {
-			return pend
-		}
-	}
-	var out []*typeState
-	for _, t := range pend {
-		if hit[t] {
-			out = append(out, t)
-		}
-	}
-	return out
-}
-
-// resources gathers the effective resources of every type, or names one
-// that is referenced but not received yet.
-func (c *Client) resources() (Resources, string) {
-	r := Resources{
-		Listeners: map[string]*listenerv3.Listener{}, Routes: map[string]*routev3.RouteConfiguration{},
-		Clusters: map[string]*clusterv3.Cluster{}, Endpoints: map[string]*endpointv3.ClusterLoadAssignment{},
-	}
-	for n, v := range c.types[RouteType].effective() {
-		r.Routes[n] = v.(*routev3.RouteConfiguration)
-	}
-	for n, v := range c.types[EndpointType].effective() {
-		r.Endpoints[n] = v.(*endpointv3.ClusterLoadAssignment)
-	}
-	for n, v := range c.types[ClusterType].effective() {
-		cl := v.(*cluster)
-		if _, ok := r.Endpoints[cl.eds]; cl.eds != "" && !ok {
-			return r, fmt.Sprintf("cluster_load_assignment %q", cl.eds)
-		}
-		r.Clusters[n] = cl.pb
-	}
-	for n, v := range c.types[ListenerType].effective() {
-		l := v.(*listener)
-		for _, rn := range l.rds {
-			if _, ok := r.Routes[rn]; !ok {
-				return r, fmt.Sprintf("route_configuration %q", rn)
-			}
-		}
-		r.Listeners[n] = l.pb
-	}
-	return r, ""
-}
-
-// apply assembles r with the local bootstrap and hands it to the proxy.
-func (c *Client) apply(r Resources) error {
-	b, org, err := assemble(c.opts.Base, c.opts.Node, r)
+	target, extra := dialTarget(address)
+	conn, err := grpc.NewClient(target, append(extra, grpc.WithTransportCredentials(creds),
+		// A control plane that vanished without closing the connection
+		// (host gone, partition) is noticed by keepalive pings. Five
+		// minutes is grpc-go servers' default minimum ping interval:
+		// pinging more often gets the connection closed (too_many_pings).
+		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 5 * time.Minute, Timeout: 20 * time.Second}))...)
 	if err != nil {
-		return err
+		return nil, fmt.Errorf("ads: %w", err)
 	}
-	if err := c.opts.Proxy.Apply(b); err != nil {
-		return org.rewrite(err)
-	}
-	c.applied = true
-	c.log.Info("xDS configuration applied", "listeners", len(r.Listeners), "clusters", len(r.Clusters),
-		"lds", c.versionOf(ListenerType), "cds", c.versionOf(ClusterType))
-	if c.opts.OnApply != nil {
-		c.opts.OnApply()
-	}
-	return nil
-}
-
-func (c *Client) versionOf(u string) string {
-	if t := c.types[u]; t.hasPend {
-		return t.pendVer
-	}
-	return c.types[u].acked
+	return conn, nil
 }
 
 // dialTarget turns Address into a gRPC target. One address dials as it is;

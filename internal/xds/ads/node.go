@@ -115,3 +115,25 @@ func StaticNode(id, mesh string) *corev3.Node {
 	}
 	return &corev3.Node{Id: id, Cluster: mesh}
 }
+
+// DataplaneIdentity returns the mesh and service of the identity a proxy
+// runs as: the node's mesh and, from the Dataplane document in its
+// metadata, spec.identity, else the label "app", else metadata.name (the
+// control plane's rule, api/v1alpha1). service is "" for a node without a
+// Dataplane document (StaticNode): the proxy then takes the service its
+// dataplane token grants.
+func DataplaneIdentity(node *corev3.Node) (mesh, service string) {
+	dp := node.GetMetadata().GetFields()[DataplaneMetadataKey].GetStructValue()
+	if dp == nil {
+		return node.GetCluster(), ""
+	}
+	meta := dp.GetFields()["metadata"].GetStructValue()
+	service = meta.GetFields()["labels"].GetStructValue().GetFields()["app"].GetStringValue()
+	if service == "" {
+		service = meta.GetFields()["name"].GetStringValue()
+	}
+	if id := dp.GetFields()["spec"].GetStructValue().GetFields()["identity"].GetStringValue(); id != "" {
+		service = id
+	}
+	return node.GetCluster(), service
+}

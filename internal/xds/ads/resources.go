@@ -10,6 +10,7 @@ import (
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
 
@@ -24,6 +25,9 @@ const (
 	EndpointType = "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment"
 )
 
+// allTypes lists the resource types in the order the client handles them.
+var allTypes = []string{ClusterType, ListenerType, EndpointType, RouteType, SecretType}
+
 // shortType is a type's label in metrics and logs.
 func shortType(url string) string {
 	switch url {
@@ -35,6 +39,8 @@ func shortType(url string) string {
 		return "cds"
 	case EndpointType:
 		return "eds"
+	case SecretType:
+		return "sds"
 	}
 	return url
 }
@@ -50,22 +56,29 @@ func kindOf(url string) string {
 		return "cluster"
 	case EndpointType:
 		return "cluster_load_assignment"
+	case SecretType:
+		return "secret"
 	}
 	return url
 }
 
-// listener is a decoded, checked Listener and the RouteConfigurations its
-// HTTP connection managers name in rds.
+// listener is a decoded, checked Listener (pb, as received; run, with its
+// SdsSecretConfigs made name-only), the RouteConfigurations its HTTP
+// connection managers name in rds and the Secrets its TLS contexts take
+// over ADS.
 type listener struct {
-	pb  *listenerv3.Listener
-	rds []string
+	pb, run *listenerv3.Listener
+	rds     []string
+	sds     []string
 }
 
-// cluster is a decoded, checked Cluster; eds is the ClusterLoadAssignment
-// it takes its endpoints from ("" for a cluster that is not EDS).
+// cluster is a decoded, checked Cluster (pb and run as for listener); eds
+// is the ClusterLoadAssignment it takes its endpoints from ("" for a
+// cluster that is not EDS), sds the Secrets its TLS context takes over ADS.
 type cluster struct {
-	pb  *clusterv3.Cluster
-	eds string
+	pb, run *clusterv3.Cluster
+	eds     string
+	sds     []string
 }
 
 // decodeAll decodes and checks the resources of one response. The error
@@ -120,13 +133,18 @@ func decodeTyped(typeURL string, a *anypb.Any) (string, any, error) {
 		if err != nil {
 			return l.GetName(), nil, err
 		}
+		run := proto.Clone(l).(*listenerv3.Listener)
+		sds, err := listenerSDS(run)
+		if err != nil {
+			return l.GetName(), nil, err
+		}
 		// Check it as the proxy will see it, with placeholders for the
 		// RouteConfigurations still to come.
-		inl, err := inlineRoutes(l, nil)
+		inl, err := inlineRoutes(run, nil)
 		if err == nil {
 			err = decode.Validate(inl, "")
 		}
-		return l.GetName(), &listener{pb: l, rds: rds}, err
+		return l.GetName(), &listener{pb: l, run: run, rds: rds, sds: sds}, err
 	case ClusterType:
 		c := &clusterv3.Cluster{}
 		if err := a.UnmarshalTo(c); err != nil {
@@ -136,7 +154,12 @@ func decodeTyped(typeURL string, a *anypb.Any) (string, any, error) {
 		if err != nil {
 			return c.GetName(), nil, err
 		}
-		return c.GetName(), &cluster{pb: c, eds: eds}, decode.Validate(staticCluster(c, nil), "")
+		run := proto.Clone(c).(*clusterv3.Cluster)
+		sds, err := clusterSDS(run)
+		if err != nil {
+			return c.GetName(), nil, err
+		}
+		return c.GetName(), &cluster{pb: c, run: run, eds: eds, sds: sds}, decode.Validate(staticCluster(run, nil), "")
 	case RouteType:
 		rc := &routev3.RouteConfiguration{}
 		if err := a.UnmarshalTo(rc); err != nil {
@@ -149,6 +172,15 @@ func decodeTyped(typeURL string, a *anypb.Any) (string, any, error) {
 			return "", nil, err
 		}
 		return cla.GetClusterName(), cla, decode.Validate(cla, "")
+	case SecretType:
+		sec := &tlsv3.Secret{}
+		if err := a.UnmarshalTo(sec); err != nil {
+			return "", nil, err
+		}
+		if sec.GetName() == IdentitySecret {
+			return sec.GetName(), nil, errors.New("name: the proxy makes this secret itself; the control plane must not send it")
+		}
+		return sec.GetName(), sec, decode.Validate(sec, "")
 	}
 	return "", nil, fmt.Errorf("type %q not supported", typeURL)
 }
