@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -30,30 +31,42 @@ func start(t *testing.T, grace time.Duration) *Control {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { s.Close() })
-	c, err := New(Options{Store: s, APIAddr: "127.0.0.1:0", XDSAddr: "127.0.0.1:0", Token: "tok", Name: replica, DisconnectGrace: grace})
+	c, _ := startOn(t, s, replica, grace)
+	return c
+}
+
+// startOn runs a control plane named name over s until cleanup or until
+// the returned stop is called; stop and cleanup check that Run returned nil.
+func startOn(t *testing.T, s store.Store, name string, grace time.Duration) (c *Control, stop func()) {
+	t.Helper()
+	c, err := New(Options{Store: s, APIAddr: "127.0.0.1:0", XDSAddr: "127.0.0.1:0", Token: "tok", Name: name, DisconnectGrace: grace})
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- c.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("Run: %v", err)
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			cancel()
+			select {
+			case err := <-done:
+				if err != nil {
+					t.Errorf("%s: Run: %v", name, err)
+				}
+			case <-time.After(waitTimeout):
+				t.Errorf("%s: Run did not return %s after its context ended", name, waitTimeout)
 			}
-		case <-time.After(waitTimeout):
-			t.Errorf("Run did not return %s after its context ended", waitTimeout)
-		}
-	})
+		})
+	}
+	t.Cleanup(stop)
 	select {
 	case <-c.Ready():
 	case <-time.After(waitTimeout):
-		t.Fatal("control plane not ready")
+		t.Fatalf("%s not ready", name)
 	}
-	return c
+	return c, stop
 }
 
 func (c *Control) xdsAddr() string { _, x := c.Addrs(); return x }
