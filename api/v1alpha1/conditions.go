@@ -47,7 +47,13 @@ const (
 //     (creationTimestamp, then name; an object not yet stored is the
 //     newest) targets one of the same objects, False/TargetNotFound when no
 //     target exists. Otherwise True/Accepted.
-//   - ResolvedRefs, for routes, TrafficPolicies and Dataplanes: False with
+//   - For AccessPolicies, Accepted is True once valid and in an existing
+//     mesh (policies combine, they never conflict); ResolvedRefs is False/
+//     BackendNotFound for a missing target Service, a to[].ports entry no
+//     found target has, or a from[].service no Service or Dataplane
+//     (IdentityService) of its mesh stands for.
+//   - ResolvedRefs, for routes, TrafficPolicies, AccessPolicies and
+//     Dataplanes: False with
 //     the reason of the first unresolved reference (RefNotPermitted for a
 //     reference into another mesh, which is never resolved; ParentNotFound,
 //     BackendNotFound, TargetNotFound) and a message listing all of them;
@@ -87,6 +93,8 @@ func Conditions(obj Object, l Lookup) []metav1.Condition {
 		r.route(&c, KindTCPRoute, o.Spec.ParentRefs, routeBackends(o))
 	case *TrafficPolicy:
 		r.policy(&c, o)
+	case *AccessPolicy:
+		r.accessPolicy(&c, o)
 	default:
 		c.set(ConditionAccepted, true, ReasonAccepted, "")
 	}

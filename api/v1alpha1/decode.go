@@ -102,7 +102,7 @@ func kindFor(apiVersion, kind string) (KindInfo, error) {
 	var supported []string
 	switch apiVersion {
 	case APIVersion:
-		supported = []string{KindMesh, KindService, KindDataplane, KindTrafficPolicy}
+		supported = []string{KindMesh, KindService, KindDataplane, KindTrafficPolicy, KindAccessPolicy}
 	case GatewayAPIVersion:
 		supported = []string{KindHTTPRoute, KindGRPCRoute, KindTCPRoute}
 	case gatewayV1alpha2:

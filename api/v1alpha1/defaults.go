@@ -1,6 +1,7 @@
 package v1alpha1
 
 import (
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	gwv1 "sigs.k8s.io/gateway-api/apis/v1"
 )
 
@@ -18,7 +19,10 @@ const TrustDomainSuffix = ".trellis.local"
 // appAddress (127.0.0.1); and on routes the defaults the Gateway API CRDs
 // declare (backendRef group "", kind Service, weight 1; a rule without
 // matches matches path prefix "/"; match types Exact, path type
-// PathPrefix). Default is idempotent and never overwrites a set field.
+// PathPrefix); a Mesh's mtls (mode STRICT, certificateTTL 24h), ca (type
+// builtin) and accessPolicy (default ALLOW); an AccessPolicy source's mesh
+// (the policy's). A Dataplane's identity is not written: IdentityService
+// computes it. Default is idempotent and never overwrites a set field.
 func Default(obj Object) {
 	kind := KindOf(obj)
 	info, ok := kindInfo(kind)
@@ -42,6 +46,7 @@ func Default(obj Object) {
 		if o.Spec.TrustDomain == "" && o.Name != "" {
 			o.Spec.TrustDomain = o.Name + TrustDomainSuffix
 		}
+		defaultMesh(&o.Spec)
 	case *Service:
 		for i := range o.Spec.Ports {
 			if o.Spec.Ports[i].Protocol == "" {
@@ -58,6 +63,15 @@ func Default(obj Object) {
 				in.AppAddress = DefaultAppAddress
 			}
 		}
+	case *AccessPolicy:
+		mesh := MeshOf(o)
+		for i := range o.Spec.Rules {
+			for j := range o.Spec.Rules[i].From {
+				if f := &o.Spec.Rules[i].From[j]; f.Service != "" && f.Mesh == "" {
+					f.Mesh = mesh
+				}
+			}
+		}
 	case *gwv1.HTTPRoute:
 		defaultHTTPRoute(&o.Spec)
 	case *gwv1.GRPCRoute:
@@ -68,6 +82,30 @@ func Default(obj Object) {
 				defaultBackendRef(&o.Spec.Rules[i].BackendRefs[j])
 			}
 		}
+	}
+}
+
+func defaultMesh(s *MeshSpec) {
+	if s.MTLS == nil {
+		s.MTLS = &MTLS{}
+	}
+	if s.MTLS.Mode == "" {
+		s.MTLS.Mode = MTLSStrict
+	}
+	if s.MTLS.CertificateTTL == nil {
+		s.MTLS.CertificateTTL = &metav1.Duration{Duration: DefaultCertificateTTL}
+	}
+	if s.CA == nil {
+		s.CA = &MeshCA{}
+	}
+	if s.CA.Type == "" {
+		s.CA.Type = CABuiltin
+	}
+	if s.AccessPolicy == nil {
+		s.AccessPolicy = &MeshAccessPolicy{}
+	}
+	if s.AccessPolicy.Default == "" {
+		s.AccessPolicy.Default = AccessAllow
 	}
 }
 

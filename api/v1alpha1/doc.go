@@ -1,5 +1,5 @@
-// Package v1alpha1 holds Trellis' mesh resources: Mesh, Service, Dataplane and
-// TrafficPolicy. They are Kubernetes-shaped (apiVersion, kind, metadata, spec,
+// Package v1alpha1 holds Trellis' mesh resources: Mesh, Service, Dataplane,
+// TrafficPolicy and AccessPolicy. They are Kubernetes-shaped (apiVersion, kind, metadata, spec,
 // status) so the same YAML is a document for `trellis apply` in universal mode
 // and a custom resource on Kubernetes.
 //

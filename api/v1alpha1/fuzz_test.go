@@ -11,7 +11,8 @@ import (
 // survives Default, Validate, Conditions and an Encode/Decode round trip
 // unchanged, with Default idempotent.
 func FuzzDecode(f *testing.F) {
-	for _, seed := range []string{serviceYAML, dataplaneYAML, policyYAML, httpRouteYAML, grpcRouteYAML, tcpRouteYAML, conditionsWorld,
+	for _, seed := range []string{serviceYAML, dataplaneYAML, policyYAML, accessYAML,
+		"apiVersion: trellis.dev/v1alpha1\nkind: Mesh\nmetadata: {name: m}\nspec: {mtls: {mode: PERMISSIVE, certificateTTL: 1h}, ca: {type: provided, provided: {certFile: /a, keyFile: /b}}, accessPolicy: {default: DENY}}\n", httpRouteYAML, grpcRouteYAML, tcpRouteYAML, conditionsWorld,
 		"apiVersion: trellis.dev/v1alpha1\nkind: Mesh\nmetadata: {name: m}\nspec: {trustDomain: x, defaults: {timeouts: {request: 1s}}}\n",
 		`{"apiVersion":"gateway.networking.k8s.io/v1alpha2","kind":"TCPRoute","metadata":{"name":"t"}}`,
 		"- [", "{", "apiVersion: 1", ""} {

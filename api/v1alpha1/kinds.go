@@ -13,6 +13,7 @@ const (
 	KindService       = "Service"
 	KindDataplane     = "Dataplane"
 	KindTrafficPolicy = "TrafficPolicy"
+	KindAccessPolicy  = "AccessPolicy"
 	KindHTTPRoute     = "HTTPRoute"
 	KindGRPCRoute     = "GRPCRoute"
 	KindTCPRoute      = "TCPRoute"
@@ -58,6 +59,7 @@ var kinds = []KindInfo{
 	{Kind: KindGRPCRoute, APIVersion: GatewayAPIVersion, Namespaced: true, Plural: "grpcroutes", New: func() Object { return typed(&gwv1.GRPCRoute{}, GatewayAPIVersion, KindGRPCRoute) }},
 	{Kind: KindTCPRoute, APIVersion: GatewayAPIVersion, Namespaced: true, Plural: "tcproutes", New: func() Object { return typed(&gwv1.TCPRoute{}, GatewayAPIVersion, KindTCPRoute) }},
 	{Kind: KindTrafficPolicy, APIVersion: APIVersion, Namespaced: true, Plural: "trafficpolicies", Short: "tp", New: func() Object { return typed(&TrafficPolicy{}, APIVersion, KindTrafficPolicy) }},
+	{Kind: KindAccessPolicy, APIVersion: APIVersion, Namespaced: true, Plural: "accesspolicies", Short: "ap", New: func() Object { return typed(&AccessPolicy{}, APIVersion, KindAccessPolicy) }},
 }
 
 func typed(o Object, apiVersion, kind string) Object {
@@ -88,6 +90,8 @@ func KindOf(obj Object) string {
 		return KindDataplane
 	case *TrafficPolicy:
 		return KindTrafficPolicy
+	case *AccessPolicy:
+		return KindAccessPolicy
 	case *gwv1.HTTPRoute:
 		return KindHTTPRoute
 	case *gwv1.GRPCRoute:

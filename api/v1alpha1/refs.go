@@ -30,7 +30,9 @@ type Lookup interface {
 
 // Refs lists, without duplicates and in document order, the objects obj
 // references: a route's parents, backends and mirror backends, a
-// TrafficPolicy's targets, a Dataplane's outbound Services. Mesh membership
+// TrafficPolicy's or AccessPolicy's targets, a Dataplane's outbound
+// Services. An AccessPolicy's sources are identities, not objects, and are
+// not listed. Mesh membership
 // (MeshLabel) is not listed. The control plane uses it for describe and to
 // find the proxies a change affects. References are listed as written, even
 // to kinds Trellis does not store (a parentRef to a Gateway).
@@ -50,6 +52,10 @@ func Refs(obj Object) []Ref {
 			add(Ref{Kind: KindService, Namespace: or(out.Namespace, ns), Name: out.Service})
 		}
 	case *TrafficPolicy:
+		for _, t := range o.Spec.TargetRefs {
+			add(Ref{Kind: string(t.Kind), Namespace: ns, Name: string(t.Name)})
+		}
+	case *AccessPolicy:
 		for _, t := range o.Spec.TargetRefs {
 			add(Ref{Kind: string(t.Kind), Namespace: ns, Name: string(t.Name)})
 		}

@@ -40,6 +40,83 @@ type MeshSpec struct {
 	Defaults *PolicySpec `json:"defaults,omitempty"`
 	// AccessLog turns on access logging on every proxy of the mesh.
 	AccessLog *AccessLog `json:"accessLog,omitempty"`
+	// MTLS is mutual TLS between the mesh's sidecars. Default (a Mesh
+	// object that leaves it out): mode STRICT, certificates of 24 h. The
+	// implicit "default" mesh, without a Mesh object, has mTLS DISABLED
+	// (see MTLSModeOf).
+	MTLS *MTLS `json:"mtls,omitempty"`
+	// CA says where the mesh's certificate authority comes from. Default:
+	// a root the control plane generates (builtin).
+	CA *MeshCA `json:"ca,omitempty"`
+	// AccessPolicy holds the mesh-wide access-policy settings. Default:
+	// ALLOW what no AccessPolicy decides.
+	AccessPolicy *MeshAccessPolicy `json:"accessPolicy,omitempty"`
+}
+
+// MTLSMode says which inbound connections a mesh's sidecars accept.
+type MTLSMode string
+
+// The mTLS modes.
+const (
+	// MTLSStrict accepts only mutual TLS with a certificate of the mesh
+	// on inbound ports: a plaintext client is refused.
+	MTLSStrict MTLSMode = "STRICT"
+	// MTLSPermissive accepts mutual TLS and plaintext on inbound ports
+	// (for migration). Sidecars still call each other over mutual TLS.
+	MTLSPermissive MTLSMode = "PERMISSIVE"
+	// MTLSDisabled is plaintext between sidecars, with no identities.
+	MTLSDisabled MTLSMode = "DISABLED"
+)
+
+// MTLS configures mutual TLS between the mesh's sidecars.
+type MTLS struct {
+	// Mode defaults to STRICT.
+	Mode MTLSMode `json:"mode,omitempty"`
+	// CertificateTTL is the lifetime of the workload certificates the
+	// mesh's CA issues; proxies renew at about half of it. Between 5m
+	// and 720h (30 days). Default: 24h.
+	CertificateTTL *metav1.Duration `json:"certificateTTL,omitempty"`
+}
+
+// CAType names where a mesh's CA comes from.
+type CAType string
+
+// The CA types.
+const (
+	// CABuiltin: the control plane generates a self-signed root for the
+	// mesh on first use and keeps it in its store.
+	CABuiltin CAType = "builtin"
+	// CAProvided: the control plane signs with a CA certificate and key
+	// read from files on its host (a root or an intermediate of your PKI).
+	CAProvided CAType = "provided"
+)
+
+// MeshCA says where a mesh's certificate authority comes from.
+type MeshCA struct {
+	// Type defaults to builtin.
+	Type CAType `json:"type,omitempty"`
+	// Provided names the files of a provided CA. Required with type
+	// provided, forbidden otherwise.
+	Provided *ProvidedCA `json:"provided,omitempty"`
+}
+
+// ProvidedCA names PEM files on the control plane's host.
+type ProvidedCA struct {
+	// CertFile holds the CA certificate Trellis signs with first, then
+	// its issuers. An absolute path.
+	CertFile string `json:"certFile"`
+	// KeyFile holds the first certificate's private key. An absolute
+	// path.
+	KeyFile string `json:"keyFile"`
+}
+
+// MeshAccessPolicy holds a mesh's access-policy settings.
+type MeshAccessPolicy struct {
+	// Default decides the requests to a Service that no ALLOW
+	// AccessPolicy targets and no DENY policy denies: ALLOW or DENY.
+	// Default: ALLOW (compatible with meshes without policies). STRICT
+	// mTLS with DENY is the recommended production setting.
+	Default AccessAction `json:"default,omitempty"`
 }
 
 // AccessLog configures proxies' access logs.
@@ -115,6 +192,12 @@ type DataplaneSpec struct {
 	// Locality is where the instance runs; load balancing prefers near
 	// endpoints.
 	Locality *Locality `json:"locality,omitempty"`
+	// Identity is the service whose workload identity the instance has
+	// (spiffe://<trust domain>/<mesh>/<identity>): the service its
+	// dataplane token is issued for, and the name AccessPolicy sources
+	// use. A DNS-1123 label. Default: the label "app", else
+	// metadata.name (see IdentityService); Default does not write it.
+	Identity string `json:"identity,omitempty"`
 }
 
 // Inbound is one service port served by the instance.

@@ -36,6 +36,8 @@ func Validate(obj Object) field.ErrorList {
 		errs = append(errs, validateDataplaneSpec(&o.Spec, spec)...)
 	case *TrafficPolicy:
 		errs = append(errs, validateTrafficPolicySpec(&o.Spec, spec)...)
+	case *AccessPolicy:
+		errs = append(errs, validateAccessPolicySpec(&o.Spec, spec)...)
 	case *gwv1.HTTPRoute:
 		errs = append(errs, validateHTTPRouteSpec(&o.Spec, spec)...)
 	case *gwv1.GRPCRoute:

@@ -3,6 +3,7 @@ package v1alpha1
 import (
 	"maps"
 	"net/netip"
+	"path/filepath"
 	"slices"
 
 	"k8s.io/apimachinery/pkg/util/validation"
@@ -26,6 +27,51 @@ func validateMeshSpec(s *MeshSpec, p *field.Path) field.ErrorList {
 	}
 	if s.AccessLog != nil && s.AccessLog.Path == "" {
 		errs = append(errs, field.Required(p.Child("accessLog", "path"), `a file path or "/dev/stdout"`))
+	}
+	if m := s.MTLS; m != nil {
+		mp := p.Child("mtls")
+		if m.Mode != "" && !slices.Contains(MTLSModes(), m.Mode) {
+			errs = append(errs, field.NotSupported(mp.Child("mode"), m.Mode, MTLSModes()))
+		}
+		if t := m.CertificateTTL; t != nil && (t.Duration < MinCertificateTTL || t.Duration > MaxCertificateTTL) {
+			errs = append(errs, field.Invalid(mp.Child("certificateTTL"), t.Duration.String(), "must be between 5m and 720h (30 days), inclusive"))
+		}
+	}
+	if c := s.CA; c != nil {
+		errs = append(errs, validateMeshCA(c, p.Child("ca"))...)
+	}
+	if a := s.AccessPolicy; a != nil && a.Default != "" && a.Default != AccessAllow && a.Default != AccessDeny {
+		errs = append(errs, field.NotSupported(p.Child("accessPolicy", "default"), a.Default, []AccessAction{AccessAllow, AccessDeny}))
+	}
+	return errs
+}
+
+// MTLSModes lists the mTLS modes a Mesh may set.
+func MTLSModes() []MTLSMode { return []MTLSMode{MTLSStrict, MTLSPermissive, MTLSDisabled} }
+
+func validateMeshCA(c *MeshCA, p *field.Path) field.ErrorList {
+	var errs field.ErrorList
+	switch c.Type {
+	case "", CABuiltin:
+		if c.Provided != nil {
+			errs = append(errs, field.Forbidden(p.Child("provided"), "only with type provided"))
+		}
+	case CAProvided:
+		pp := p.Child("provided")
+		if c.Provided == nil {
+			errs = append(errs, field.Required(pp, "certFile and keyFile of the CA"))
+			break
+		}
+		for _, f := range []struct{ name, v string }{{"certFile", c.Provided.CertFile}, {"keyFile", c.Provided.KeyFile}} {
+			switch {
+			case f.v == "":
+				errs = append(errs, field.Required(pp.Child(f.name), "an absolute path on the control plane's host"))
+			case !filepath.IsAbs(f.v) || filepath.Clean(f.v) != f.v:
+				errs = append(errs, field.Invalid(pp.Child(f.name), f.v, "must be a clean absolute path"))
+			}
+		}
+	default:
+		errs = append(errs, field.NotSupported(p.Child("type"), c.Type, []CAType{CABuiltin, CAProvided}))
 	}
 	return errs
 }
@@ -100,6 +146,9 @@ func validateDataplaneSpec(s *DataplaneSpec, p *field.Path) field.ErrorList {
 	// Inbound listeners bind Address; outbound ones bind 127.0.0.1. On a
 	// loopback or unspecified Address they share one port space.
 	shared := err == nil && (addr.IsLoopback() || addr.IsUnspecified())
+	if s.Identity != "" {
+		errs = append(errs, dnsLabel(p.Child("identity"), s.Identity)...)
+	}
 	errs = append(errs, optPort(p.Child("outboundHTTPPort"), s.OutboundHTTPPort)...)
 	inbound := map[int32]bool{}
 	for i, in := range s.Inbound {

@@ -218,7 +218,7 @@ func TestDefault(t *testing.T) {
 }
 
 func TestDefaultIdempotent(t *testing.T) {
-	for _, obj := range []api.Object{mesh(), service(), dataplane(), policy(), httpRoute(), grpcRoute(), tcpRoute()} {
+	for _, obj := range []api.Object{mesh(), service(), dataplane(), policy(), access(), httpRoute(), grpcRoute(), tcpRoute()} {
 		api.Default(obj)
 		once, _ := api.Encode(obj)
 		api.Default(obj)
