@@ -20,6 +20,7 @@
 //	CA//<mesh>          JSON of *ca.State (keys in clear: protect the store)
 //	TokenKey//<mesh>    token.MarshalKey of the mesh's ES256 token key
 //	Token/<mesh>/<id>   TokenRecord: id, mesh, service, issuedAt, expiry, revoked
+//	Leaf/<mesh>/<node>  a proxy's latest leaf: serial, issuing CA, notAfter (for rotation progress)
 //
 // The CA and token key of a mesh are created on its first use (first token,
 // first rotation or first certificate request) with store.Create, so two
@@ -38,8 +39,10 @@
 // (milliseconds for bbolt and etcd).
 //
 // Issued-leaf records, from which a rotation's LeavesFromOld is counted,
-// live in memory per replica; see Manager.Progress for what that means with
-// several replicas.
+// are in the store too (one per proxy, overwritten at each renewal, deleted
+// once expired), so every replica counts every proxy's leaf. ProxiesBehind,
+// however, comes from the xDS server of the replica that answers: it counts
+// only the proxies connected to that replica (see Manager.Progress).
 //
 // # Concurrency
 //

@@ -57,7 +57,13 @@ func openStore(t *testing.T) store.Store {
 // start runs a control plane over s on 127.0.0.1:0, stopped at cleanup.
 func start(t *testing.T, s store.Store, name string) *plane {
 	t.Helper()
-	c, err := control.New(control.Options{Store: s, APIAddr: "127.0.0.1:0", XDSAddr: "127.0.0.1:0", Token: adminToken, Name: name})
+	return startTTL(t, s, name, 0)
+}
+
+// startTTL is start with the lifetime of issued leaves (0: default).
+func startTTL(t *testing.T, s store.Store, name string, leafTTL time.Duration) *plane {
+	t.Helper()
+	c, err := control.New(control.Options{Store: s, APIAddr: "127.0.0.1:0", XDSAddr: "127.0.0.1:0", Token: adminToken, Name: name, LeafTTL: leafTTL})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -68,7 +68,6 @@ type Manager struct {
 	keys   map[string]cached[*keyEntry] // by mesh
 	subs   map[int]func(mesh string)
 	nsub   int
-	leaves map[string]map[string]leafRecord // mesh → node → its latest leaf
 
 	notifyMu sync.Mutex // serialises Subscribe callbacks
 }
@@ -91,7 +90,7 @@ func New(opts Options) (*Manager, error) {
 	m := &Manager{
 		opts: opts, store: opts.Store, log: opts.Logger.With("component", "meshca"),
 		cas: map[string]cached[*ca.State]{}, keys: map[string]cached[*keyEntry]{},
-		subs: map[int]func(string){}, leaves: map[string]map[string]leafRecord{},
+		subs: map[int]func(string){},
 	}
 	var err error
 	m.auth, err = identity.New(identity.Options{Mesh: m.authorityMesh, LeafTTL: opts.LeafTTL, Logger: opts.Logger})
@@ -106,6 +105,11 @@ func New(opts Options) (*Manager, error) {
 // approaching expiry, until ctx ends. It returns nil then.
 func (m *Manager) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
+	interval := m.opts.ExpiryInterval
+	if interval <= 0 {
+		interval = identity.DefaultWatchInterval
+	}
+	wg.Go(func() { m.collectLeaves(ctx, interval) })
 	wg.Go(func() {
 		_ = identity.Watch(ctx, identity.WatchOptions{ // fails only without Certificates
 			Certificates: m.caCertificates, Interval: m.opts.ExpiryInterval, Gauge: m.opts.Gauge, Logger: m.opts.Logger,

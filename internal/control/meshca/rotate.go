@@ -2,80 +2,14 @@ package meshca
 
 import (
 	"context"
-	"crypto/sha256"
-	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
 
-	"github.com/trellis-mesh/trellis/internal/identity"
 	"github.com/trellis-mesh/trellis/internal/identity/ca"
 	"github.com/trellis-mesh/trellis/internal/store"
 )
-
-// leafRecord is one issued leaf, kept in memory for rotation progress.
-type leafRecord struct {
-	serial   string
-	issuer   [32]byte // SHA-256 of the signing CA certificate's DER
-	notAfter time.Time
-	service  string
-}
-
-func fingerprint(c *x509.Certificate) [32]byte { return sha256.Sum256(c.Raw) }
-
-// recordLeaf remembers the leaf as its node's latest, dropping expired
-// records of the mesh.
-func (m *Manager) recordLeaf(ctx context.Context, is *identity.Issued, st *ca.State) {
-	if st == nil || len(is.Chain) == 0 {
-		return
-	}
-	leaf := is.Chain[0]
-	rec := leafRecord{serial: leaf.SerialNumber.Text(16), issuer: fingerprint(st.Signer().Certificate()), notAfter: leaf.NotAfter, service: is.Token.Service}
-	node := nodeOf(ctx, is.Token.ID)
-	now := time.Now()
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	byNode := m.leaves[is.Token.Mesh]
-	if byNode == nil {
-		byNode = map[string]leafRecord{}
-		m.leaves[is.Token.Mesh] = byNode
-	}
-	for k, r := range byNode {
-		if !r.notAfter.After(now) {
-			delete(byNode, k)
-		}
-	}
-	byNode[node] = rec
-}
-
-// Progress reports what the mesh's rotation phase waits for, as this
-// replica sees it: ProxiesBehind from Options.ProxiesBehind for the
-// current bundle version, and LeavesFromOld, in SignWithNew, the
-// unexpired leaves this replica issued from the old CA that are still
-// their proxy's latest. Leaf records are in memory: with several replicas
-// each counts the leaves it issued, and a restarted replica has forgotten
-// those from before; leaves from the old CA are in any case all expired
-// one leaf lifetime after SignWithNew began.
-func (m *Manager) Progress(mesh string, st *ca.State) ca.Progress {
-	var p ca.Progress
-	if m.opts.ProxiesBehind != nil {
-		p.ProxiesBehind = m.opts.ProxiesBehind(mesh, st.Bundle().Version())
-	}
-	if st.Phase() != ca.PhaseSignWithNew {
-		return p
-	}
-	old := fingerprint(st.Current().Certificate())
-	now := time.Now()
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	for _, r := range m.leaves[mesh] {
-		if r.issuer == old && r.notAfter.After(now) {
-			p.LeavesFromOld++
-		}
-	}
-	return p
-}
 
 // CAInfo describes one CA of a mesh.
 type CAInfo struct {
@@ -117,12 +51,16 @@ type CAStatus struct {
 	Step string `json:"step,omitempty"`
 }
 
-func (m *Manager) status(mesh string, st *ca.State) CAStatus {
+func (m *Manager) status(ctx context.Context, mesh string, st *ca.State) (CAStatus, error) {
+	p, err := m.Progress(ctx, mesh, st)
+	if err != nil {
+		return CAStatus{}, err
+	}
 	s := CAStatus{
 		Mesh: mesh, TrustDomain: st.Current().TrustDomain().Name(), Phase: st.Phase(),
 		Current: infoOf(st.Current()), Signer: "current",
 		BundleVersion: st.Bundle().Version(), BundleRoots: len(st.Bundle().Roots()),
-		Waiting: st.Waiting(), Progress: m.Progress(mesh, st),
+		Waiting: st.Waiting(), Progress: p,
 	}
 	if st.Next() != nil {
 		s.Next = infoOf(st.Next())
@@ -130,7 +68,7 @@ func (m *Manager) status(mesh string, st *ca.State) CAStatus {
 	if st.Phase() == ca.PhaseSignWithNew {
 		s.Signer = "next"
 	}
-	return s
+	return s, nil
 }
 
 // Status returns the mesh's CA status as stored now. A mesh without a CA
@@ -149,7 +87,7 @@ func (m *Manager) Status(ctx context.Context, mesh string) (CAStatus, error) {
 	if err != nil {
 		return CAStatus{}, err
 	}
-	return m.status(mesh, st), nil
+	return m.status(ctx, mesh, st)
 }
 
 // RotateRequest is one step of a CA rotation (POST /api/v1/ca/rotate).
@@ -209,9 +147,9 @@ func (m *Manager) Rotate(ctx context.Context, req RotateRequest) (CAStatus, erro
 		return CAStatus{}, err
 	}
 	if created {
-		s := m.status(mesh, st)
+		s, err := m.status(ctx, mesh, st)
 		s.Step = "installed the mesh's first CA"
-		return s, nil
+		return s, err
 	}
 	st, rev, err := m.loadCA(ctx, mesh)
 	if err != nil {
@@ -220,7 +158,7 @@ func (m *Manager) Rotate(ctx context.Context, req RotateRequest) (CAStatus, erro
 	if given != nil && st.Phase() != ca.PhaseStable && !(req.Force && st.Phase() == ca.PhaseAddNew) {
 		return CAStatus{}, fmt.Errorf("%w: cert: a rotation is in progress (phase %s); a new CA can only be given to begin one", ErrRotation, st.Phase())
 	}
-	next, step, err := m.step(mesh, st, req, given)
+	next, step, err := m.step(ctx, mesh, st, req, given)
 	if err != nil {
 		return CAStatus{}, fmt.Errorf("%w: %w", ErrRotation, err)
 	}
@@ -236,12 +174,12 @@ func (m *Manager) Rotate(ctx context.Context, req RotateRequest) (CAStatus, erro
 	if next, err = m.remember(res); err != nil {
 		return CAStatus{}, err
 	}
-	s := m.status(mesh, next)
+	s, err := m.status(ctx, mesh, next)
 	s.Step = step
-	return s, nil
+	return s, err
 }
 
-func (m *Manager) step(mesh string, st *ca.State, req RotateRequest, given *ca.CA) (*ca.State, string, error) {
+func (m *Manager) step(ctx context.Context, mesh string, st *ca.State, req RotateRequest, given *ca.CA) (*ca.State, string, error) {
 	if req.Abort {
 		next, err := st.Abort()
 		return next, "aborted the rotation: the old CA stays", err
@@ -268,7 +206,11 @@ func (m *Manager) step(mesh string, st *ca.State, req RotateRequest, given *ca.C
 		next, err := st.Begin(c)
 		return next, "began the rotation: both roots are trusted, the old CA still signs", err
 	}
-	next, err := st.Advance(m.Progress(mesh, st))
+	p, err := m.Progress(ctx, mesh, st)
+	if err != nil {
+		return nil, "", err
+	}
+	next, err := st.Advance(p)
 	if err != nil {
 		return nil, "", err
 	}

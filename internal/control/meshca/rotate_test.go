@@ -300,3 +300,63 @@ func intermediatePEM(t *testing.T, td string) (chainPEM, keyPEM string, root *x5
 		string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: rootDER}))
 	return chain, string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER})), root
 }
+
+// Leaves issued by one replica hold a rotation driven through another:
+// the issued-leaf records live in the shared store.
+func TestLeavesFromOldAcrossReplicas(t *testing.T) {
+	s := openStore(t)
+	a, b := start(t, s, "a"), start(t, s, "b")
+	ctx := ctxT(t)
+	tok, err := a.api.CreateToken(ctx, "", "web", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	webID := id(t, "spiffe://default.trellis.local/default/web")
+	if _, err := b.sign(t, tok.Token, "web-1", webID); err != nil {
+		t.Fatal(err)
+	}
+	rotate(t, a, meshca.RotateRequest{}, ca.PhaseAddNew)
+	rotate(t, a, meshca.RotateRequest{}, ca.PhaseSignWithNew)
+	if _, err := a.api.RotateCA(ctx, meshca.RotateRequest{}); apiStatus(err) != http.StatusConflict || !strings.Contains(err.Error(), "1 leaves signed by the old CA remain") {
+		t.Fatalf("advance on a with b's old leaf outstanding: %v", err)
+	}
+	// b signs with the new CA as soon as it reads the new state.
+	renewed, err := b.sign(t, tok.Token, "web-1", webID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rotate(t, a, meshca.RotateRequest{}, ca.PhaseRemoveOld)
+	verify(t, renewed.chain, rootsOf(t, a, "default"), webID)
+}
+
+// An expired leaf no longer holds a rotation, and its record is deleted.
+func TestExpiredLeavesDoNotCount(t *testing.T) {
+	s := openStore(t)
+	p := startTTL(t, s, "a", 2*time.Second)
+	ctx := ctxT(t)
+	tok, err := p.api.CreateToken(ctx, "", "web", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := p.sign(t, tok.Token, "web-1", id(t, "spiffe://default.trellis.local/default/web"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := time.Until(got.chain[0].NotAfter); d > 2*time.Second {
+		t.Fatalf("leaf lives %v, want at most 2s", d)
+	}
+	rotate(t, p, meshca.RotateRequest{}, ca.PhaseAddNew)
+	st := rotate(t, p, meshca.RotateRequest{}, ca.PhaseSignWithNew)
+	if st.Progress.LeavesFromOld != 1 {
+		t.Fatalf("progress %+v, want 1 leaf from the old CA", st.Progress)
+	}
+	poll(t, func() bool {
+		st, err := p.api.CAStatus(ctx, "default")
+		return err == nil && st.Progress.LeavesFromOld == 0
+	}, "the old leaf to expire")
+	list, _, err := s.List(ctx, "Leaf")
+	if err != nil || len(list) != 0 {
+		t.Fatalf("leaf records after expiry: %d, %v", len(list), err)
+	}
+	rotate(t, p, meshca.RotateRequest{}, ca.PhaseRemoveOld)
+}

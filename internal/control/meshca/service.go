@@ -107,7 +107,10 @@ func (m *Manager) sign(ctx context.Context, req *structpb.Struct) (*structpb.Str
 	if err != nil {
 		return nil, grpcError(err, call)
 	}
-	m.recordLeaf(ctx, issued, call.state)
+	if err := m.recordLeaf(ctx, issued, call.state); err != nil {
+		// Unrecorded, the leaf would escape the count a rotation waits on.
+		return nil, status.Errorf(codes.Internal, "recording the issued certificate: %v", err)
+	}
 	chain := make([]any, len(issued.Chain))
 	for i, c := range issued.Chain {
 		chain[i] = base64.StdEncoding.EncodeToString(c.Raw)
