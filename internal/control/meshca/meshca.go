@@ -63,11 +63,11 @@ type Manager struct {
 	log   *slog.Logger
 	auth  *identity.Authority
 
-	mu     sync.Mutex
-	cas    map[string]cached[*ca.State] // by mesh
-	keys   map[string]cached[*keyEntry] // by mesh
-	subs   map[int]func(mesh string)
-	nsub   int
+	mu   sync.Mutex
+	cas  map[string]cached[*ca.State] // by mesh
+	keys map[string]cached[*keyEntry] // by mesh
+	subs map[int]func(mesh string)
+	nsub int
 
 	notifyMu sync.Mutex // serialises Subscribe callbacks
 }
