@@ -12,10 +12,6 @@ import (
 	"github.com/trellis-mesh/trellis/api/v1alpha1"
 )
 
-// ErrTrafficTarget is returned for every TrafficTarget: Trellis has no
-// access policy to translate it to yet (issue 5).
-var ErrTrafficTarget = errors.New("TrafficTarget is not supported: Trellis has no access policies yet (issue 5); nothing was applied for it")
-
 // Convert translates one decoded SMI document (from Decode) to Trellis
 // objects, neither defaulted nor validated (run v1alpha1.Default and
 // Validate on them as on any document):
@@ -28,13 +24,25 @@ var ErrTrafficTarget = errors.New("TrafficTarget is not supported: Trellis has n
 //     protocol tcp, kafka or nats gives a TCPRoute instead (TCPRoute matches
 //     restrict the ports). A root Service with several ports gives one
 //     route per port, named "<split>-<port name>".
+//   - A TrafficTarget becomes an ALLOW AccessPolicy of the same name with
+//     one rule: from = the source ServiceAccounts as identity services
+//     (from[].service; the namespace of a source is dropped: universal-mode
+//     identities have none); to = one operation per HTTPRouteGroup match
+//     it names (methods, pathRegex as a regex path, headers as regex
+//     header matches) and per SMI TCPRoute (its ports, read as Service
+//     ports), or none (every request) without rules. The destination
+//     ServiceAccount X is the identity service X: the policy targets the
+//     Services of the target's namespace and mesh that select a Dataplane
+//     whose IdentityService is X, or, when l holds none, the Service named
+//     X.
 //   - HTTPRouteGroup and TCPRoute give nothing: they only describe traffic
-//     for the splits that name them. Trellis does not store them, so a split
-//     must come in the same batch as the groups it names (ConvertAll).
-//   - TrafficTarget returns ErrTrafficTarget.
+//     for the splits and targets that name them. Trellis does not store
+//     them, so a split or target must come in the same batch as the groups
+//     it names (ConvertAll).
 //
-// l must hold the root Services (the store, plus the batch being applied);
-// Convert looks HTTPRouteGroups up there too. Every object it returns
+// l must hold the root Services, and for targets the Services and
+// Dataplanes (the store, plus the batch being applied); Convert looks
+// HTTPRouteGroups up there too. Every object it returns
 // carries the annotation v1alpha1.ConvertedFromAnnotation.
 func Convert(doc any, l v1alpha1.Lookup) ([]v1alpha1.Object, error) {
 	return convert(doc, l, func(kind, ns, name string) v1alpha1.Object {
@@ -43,9 +51,9 @@ func Convert(doc any, l v1alpha1.Lookup) ([]v1alpha1.Object, error) {
 	})
 }
 
-// ConvertAll converts a batch of SMI documents, resolving the splits'
-// matches against the batch's own HTTPRouteGroups and TCPRoutes first and
-// l second. It converts every document and joins their errors, each naming
+// ConvertAll converts a batch of SMI documents, resolving the splits' and
+// targets' matches against the batch's own HTTPRouteGroups and TCPRoutes
+// first and l second. It converts every document and joins their errors, each naming
 // its document.
 func ConvertAll(docs []any, l v1alpha1.Lookup) ([]v1alpha1.Object, error) {
 	specs := map[[3]string]v1alpha1.Object{}
@@ -93,7 +101,11 @@ func convert(doc any, l v1alpha1.Lookup, find func(kind, ns, name string) v1alph
 	case *HTTPRouteGroup, *TCPRoute:
 		return nil, nil
 	case *TrafficTarget:
-		return nil, fmt.Errorf("%s: %w", describe(KindTrafficTarget, o), ErrTrafficTarget)
+		p, err := convertTarget(o, l, find)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", describe(KindTrafficTarget, o), err)
+		}
+		return []v1alpha1.Object{p}, nil
 	}
 	return nil, fmt.Errorf("convert: %T is not an SMI document", doc)
 }

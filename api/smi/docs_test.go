@@ -2,9 +2,9 @@ package smi_test
 
 import (
 	"bytes"
-	"errors"
 	"os"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 
@@ -17,8 +17,8 @@ import (
 var yamlBlock = regexp.MustCompile("(?s)```yaml\n(.*?)```")
 
 // TestReferenceDoc decodes and converts every SMI ```yaml block of
-// docs/reference/smi.md, and checks that the first TrafficSplit converts to
-// exactly the HTTPRoute the page shows after it.
+// docs/reference/smi.md, and checks that each result the page shows (a
+// block with the converted-from annotation) is exactly what Convert makes.
 func TestReferenceDoc(t *testing.T) {
 	data, err := os.ReadFile("../../docs/reference/smi.md")
 	if err != nil {
@@ -29,6 +29,7 @@ func TestReferenceDoc(t *testing.T) {
 		"apiVersion: trellis.dev/v1alpha1\nkind: Service\nmetadata: {name: reviews, namespace: shop}\nspec: {selector: {app: reviews}, ports: [{port: 9080}]}\n",
 		"apiVersion: trellis.dev/v1alpha1\nkind: Service\nmetadata: {name: reviews-v1, namespace: shop}\nspec: {selector: {app: reviews, version: v1}, ports: [{port: 9080}]}\n",
 		"apiVersion: trellis.dev/v1alpha1\nkind: Service\nmetadata: {name: reviews-v2, namespace: shop}\nspec: {selector: {app: reviews, version: v2}, ports: [{port: 9080}]}\n",
+		"apiVersion: trellis.dev/v1alpha1\nkind: Dataplane\nmetadata: {name: reviews-v1-1, namespace: shop, labels: {app: reviews, version: v1}}\nspec: {address: 10.0.0.1}\n",
 	} {
 		o, err := api.Decode([]byte(doc))
 		if err != nil {
@@ -54,12 +55,6 @@ func TestReferenceDoc(t *testing.T) {
 			docs = append(docs, doc)
 		}
 		objs, err := smi.ConvertAll(docs, w)
-		if _, target := docs[0].(*smi.TrafficTarget); target {
-			if !errors.Is(err, smi.ErrTrafficTarget) {
-				t.Fatalf("block %d: TrafficTarget gave %v", i+1, err)
-			}
-			continue
-		}
 		if err != nil {
 			t.Fatalf("block %d: %v", i+1, err)
 		}
@@ -74,21 +69,32 @@ func TestReferenceDoc(t *testing.T) {
 	if n < 4 || len(converted) == 0 {
 		t.Fatalf("%d SMI blocks, %d converted objects", n, len(converted))
 	}
-	// The block right after the first TrafficSplit is its documented result.
-	var shown api.Object
-	for _, m := range blocks {
-		if bytes.Contains(m[1], []byte("converted-from")) {
-			shown, err = api.Decode(m[1])
-			if err != nil {
-				t.Fatal(err)
-			}
-			api.Default(shown)
-			break
+	// A block with the converted-from annotation shows what Convert makes
+	// of the document it names.
+	shown := 0
+	for i, m := range blocks {
+		if !bytes.Contains(m[1], []byte("converted-from")) {
+			continue
 		}
+		doc, err := api.Decode(m[1])
+		if err != nil {
+			t.Fatalf("block %d: %v", i+1, err)
+		}
+		api.Default(doc)
+		idx := slices.IndexFunc(converted, func(o api.Object) bool {
+			return api.KindOf(o) == api.KindOf(doc) && o.GetName() == doc.GetName()
+		})
+		if idx < 0 {
+			t.Fatalf("block %d: no document converts to %s %s", i+1, api.KindOf(doc), doc.GetName())
+		}
+		want, _ := api.Encode(doc)
+		got, _ := api.Encode(converted[idx])
+		if diff := cmp.Diff(string(want), string(got)); diff != "" {
+			t.Fatalf("block %d: smi.md's converted %s differs from Convert's (-doc +got):\n%s", i+1, api.KindOf(doc), diff)
+		}
+		shown++
 	}
-	want, _ := api.Encode(shown)
-	got, _ := api.Encode(converted[0])
-	if diff := cmp.Diff(string(want), string(got)); diff != "" {
-		t.Fatalf("smi.md's converted HTTPRoute differs from Convert's (-doc +got):\n%s", diff)
+	if shown < 2 {
+		t.Fatalf("%d converted results shown, want the TrafficSplit's and the TrafficTarget's", shown)
 	}
 }

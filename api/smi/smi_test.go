@@ -1,7 +1,6 @@
 package smi_test
 
 import (
-	"errors"
 	"strings"
 	"testing"
 
@@ -345,8 +344,6 @@ func TestConvertErrors(t *testing.T) {
 			`TrafficSplit default/s: spec.matches[0].kind: Unsupported value: "UDPRoute": supported values: "HTTPRouteGroup", "TCPRoute"`},
 		{"http matches leave a tcp root alone", "apiVersion: split.smi-spec.io/v1alpha4\nkind: TrafficSplit\nmetadata: {name: s}\nspec: {service: db, backends: [{service: a, weight: 1}], matches: [{kind: HTTPRouteGroup, name: g}]}\n---\napiVersion: specs.smi-spec.io/v1alpha4\nkind: HTTPRouteGroup\nmetadata: {name: g}\nspec: {matches: [{name: a, pathRegex: /}]}",
 			"TrafficSplit default/s: spec.matches: no port of Service default/db is matched"},
-		{"traffic target", "apiVersion: access.smi-spec.io/v1alpha3\nkind: TrafficTarget\nmetadata: {name: t, namespace: shop}\nspec: {destination: {kind: ServiceAccount, name: db}}",
-			"TrafficTarget shop/t: TrafficTarget is not supported: Trellis has no access policies yet (issue 5); nothing was applied for it"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -358,10 +355,6 @@ func TestConvertErrors(t *testing.T) {
 				t.Fatalf("converted %d objects despite the error", len(objs))
 			}
 		})
-	}
-	docs := decodeAll(t, "apiVersion: access.smi-spec.io/v1alpha3\nkind: TrafficTarget\nmetadata: {name: t}\nspec: {destination: {kind: ServiceAccount, name: db}}")
-	if _, err := smi.Convert(docs[0], w); !errors.Is(err, smi.ErrTrafficTarget) {
-		t.Fatalf("Convert(TrafficTarget) = %v, want ErrTrafficTarget", err)
 	}
 	for _, doc := range decodeAll(t, "apiVersion: specs.smi-spec.io/v1alpha4\nkind: HTTPRouteGroup\nmetadata: {name: g}\nspec: {}\n---\napiVersion: specs.smi-spec.io/v1alpha4\nkind: TCPRoute\nmetadata: {name: t}\n") {
 		if objs, err := smi.Convert(doc, w); err != nil || len(objs) != 0 {

@@ -1,7 +1,8 @@
 // Package smi reads Service Mesh Interface (SMI) documents and translates
 // them to Trellis' own resources, so users of SMI-based meshes can bring
 // their configuration: a TrafficSplit becomes a Gateway API HTTPRoute (or
-// TCPRoute) attached to the split's root Service.
+// TCPRoute) attached to the split's root Service, a TrafficTarget an ALLOW
+// AccessPolicy.
 //
 // The types are minimal, faithful copies of the SMI SDK's (the SDK module is
 // not a dependency): TrafficSplit split.smi-spec.io v1alpha2 to v1alpha4,
@@ -132,8 +133,7 @@ type TCPMatch struct {
 }
 
 // TrafficTarget allows sources to reach a destination on some routes
-// (access.smi-spec.io/v1alpha3). Trellis has no access policy yet, so it
-// cannot be converted.
+// (access.smi-spec.io/v1alpha3). It converts to an ALLOW AccessPolicy.
 type TrafficTarget struct {
 	metav1.TypeMeta   `json:",inline"`
 	metav1.ObjectMeta `json:"metadata,omitempty"`
