@@ -29,6 +29,12 @@ func infoOf(c *ca.CA) *CAInfo {
 		NotAfter: c.NotAfter().UTC(), Intermediate: len(c.Chain()) > 1}
 }
 
+// Progress is ca.Progress as the API shows it.
+type Progress struct {
+	ProxiesBehind int `json:"proxiesBehind"`
+	LeavesFromOld int `json:"leavesFromOld"`
+}
+
 // CAStatus is a mesh's CA as `trellis ca status` shows it.
 type CAStatus struct {
 	Mesh        string   `json:"mesh"`
@@ -45,8 +51,8 @@ type CAStatus struct {
 	BundleRoots   int    `json:"bundleRoots"`
 	// Waiting is what the phase waits for before the next step ("" in
 	// Stable), and Progress what this replica observes of it.
-	Waiting  string      `json:"waiting,omitempty"`
-	Progress ca.Progress `json:"progress"`
+	Waiting  string   `json:"waiting,omitempty"`
+	Progress Progress `json:"progress"`
 	// Step is what the rotate request did (empty for a status request).
 	Step string `json:"step,omitempty"`
 }
@@ -60,7 +66,7 @@ func (m *Manager) status(ctx context.Context, mesh string, st *ca.State) (CAStat
 		Mesh: mesh, TrustDomain: st.Current().TrustDomain().Name(), Phase: st.Phase(),
 		Current: infoOf(st.Current()), Signer: "current",
 		BundleVersion: st.Bundle().Version(), BundleRoots: len(st.Bundle().Roots()),
-		Waiting: st.Waiting(), Progress: p,
+		Waiting: st.Waiting(), Progress: Progress(p),
 	}
 	if st.Next() != nil {
 		s.Next = infoOf(st.Next())
