@@ -41,11 +41,15 @@ func (s *session) tryApply() error {
 				t.pending, t.hasPend, t.pendVer = nil, false, ""
 				t.rejected, t.rejections = "", 0
 				c.opts.Metrics.Update(shortType(t.url), true)
+			}
+			// The cache is written before the ACKs go out, so what the
+			// control plane believes applied survives a restart.
+			c.saveCache()
+			for _, t := range pend {
 				if err := s.send(t, t.acked, nil); err != nil {
 					return err
 				}
 			}
-			c.saveCache()
 			return nil
 		}
 		blamed := blame(err, pend, c.types)

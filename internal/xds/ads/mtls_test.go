@@ -117,7 +117,7 @@ func TestMutualTLSBetweenSidecars(t *testing.T) {
 	})
 	t.Run("a certificate from another CA is refused", func(t *testing.T) {
 		other := signtest.Start(t, signtest.Options{Mesh: testMesh})
-		cert := issue(t, other, "client") // the right name, the wrong CA
+		cert := issue(t, other, "client")                                                                                                             // the right name, the wrong CA
 		c := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true, Certificates: []tls.Certificate{*cert}}}} //nolint:gosec // as above
 		if code, _, err := getBody(c, "https://"+m.inbound+"/"); err == nil {
 			t.Errorf("a client certificate of another CA got %d", code)
