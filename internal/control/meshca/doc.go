@@ -46,6 +46,7 @@
 //
 // # Concurrency
 //
-// A Manager is safe for concurrent use. Subscribe callbacks are called
-// serially from the store-following goroutine.
+// A Manager is safe for concurrent use. Subscribe callbacks are called one
+// at a time, from whichever goroutine first saw the change (the store
+// watch, or a request that read the new state).
 package meshca

@@ -258,9 +258,10 @@ func (m *Manager) Bundle(mesh string) (pem []byte, version string, ok bool) {
 
 // Subscribe calls fn with a mesh's name whenever its CA state changes in
 // a way proxies see (its bundle or phase; its creation or removal), on
-// this replica or, through the store watch, another. Calls are serial and
-// must not block for long; fn typically marks the mesh's proxies for
-// recomputation. The returned func unsubscribes.
+// this replica or, through the store watch, another. Calls are serialised
+// (one at a time, whatever goroutine noticed the change) and must not
+// block for long; fn typically marks the mesh's proxies for recomputation
+// and reads Bundle. The returned func unsubscribes.
 func (m *Manager) Subscribe(fn func(mesh string)) (cancel func()) {
 	m.mu.Lock()
 	id := m.nsub
