@@ -64,7 +64,7 @@ type Manager struct {
 	auth  *identity.Authority
 
 	mu   sync.Mutex
-	cas  map[string]cached[*ca.State] // by mesh
+	cas  map[string]cached[*caEntry]  // by mesh
 	keys map[string]cached[*keyEntry] // by mesh
 	subs map[int]func(mesh string)
 	nsub int
@@ -78,6 +78,13 @@ type cached[T any] struct {
 	v   T
 }
 
+// caEntry is a mesh's CA state with its bundle encoded once for Bundle.
+type caEntry struct {
+	st      *ca.State
+	pem     []byte
+	version string
+}
+
 // New returns a Manager; Run must run for Bundle and Subscribe to follow
 // other replicas' changes.
 func New(opts Options) (*Manager, error) {
@@ -89,7 +96,7 @@ func New(opts Options) (*Manager, error) {
 	}
 	m := &Manager{
 		opts: opts, store: opts.Store, log: opts.Logger.With("component", "meshca"),
-		cas: map[string]cached[*ca.State]{}, keys: map[string]cached[*keyEntry]{},
+		cas: map[string]cached[*caEntry]{}, keys: map[string]cached[*keyEntry]{},
 		subs: map[int]func(string){},
 	}
 	var err error
@@ -198,7 +205,7 @@ func (m *Manager) remember(res store.Resource) (*ca.State, error) {
 	c, ok := m.cas[mesh]
 	m.mu.Unlock()
 	if ok && c.rev >= res.Revision {
-		return c.v, nil
+		return c.v.st, nil
 	}
 	st, err := ca.UnmarshalState(res.Value, ca.Options{LeafTTL: m.opts.LeafTTL})
 	if err != nil {
@@ -209,11 +216,13 @@ func (m *Manager) remember(res store.Resource) (*ca.State, error) {
 	c, ok = m.cas[mesh]
 	if ok && c.rev >= res.Revision { // a concurrent load won
 		m.mu.Unlock()
-		return c.v, nil
+		return c.v.st, nil
 	}
-	m.cas[mesh] = cached[*ca.State]{rev: res.Revision, v: st}
+	b := st.Bundle()
+	e := &caEntry{st: st, pem: b.PEM(), version: b.Version()}
+	m.cas[mesh] = cached[*caEntry]{rev: res.Revision, v: e}
 	m.mu.Unlock()
-	if !ok || c.v.Bundle().Version() != st.Bundle().Version() || c.v.Phase() != st.Phase() {
+	if !ok || c.v.version != e.version || c.v.st.Phase() != st.Phase() {
 		m.log.Info("mesh CA state", "mesh", mesh, "phase", st.Phase(), "bundle", st.Bundle().Version())
 		m.export(mesh, st)
 		m.notify(mesh)
@@ -243,8 +252,9 @@ func (m *Manager) export(mesh string, st *ca.State) {
 // Bundle returns the PEM trust bundle of mesh in its current rotation
 // phase and the bundle's version (ca.Bundle.Version: a hash of the roots,
 // the same on every replica), or ok false when the mesh has no CA yet (see
-// Ensure). It answers from memory. The translator sends it as the
-// "trellis-trust-bundle" SDS secret with that version.
+// Ensure). It answers from memory without allocating; the PEM is shared
+// and must not be modified. The translator sends it as the
+// "trellis-trust-bundle" SDS secret (BundleSecret).
 func (m *Manager) Bundle(mesh string) (pem []byte, version string, ok bool) {
 	m.mu.Lock()
 	c, ok := m.cas[mesh]
@@ -252,8 +262,7 @@ func (m *Manager) Bundle(mesh string) (pem []byte, version string, ok bool) {
 	if !ok {
 		return nil, "", false
 	}
-	b := c.v.Bundle()
-	return b.PEM(), b.Version(), true
+	return c.v.pem, c.v.version, true
 }
 
 // Subscribe calls fn with a mesh's name whenever its CA state changes in
@@ -303,7 +312,7 @@ func (m *Manager) caCertificates() []identity.Watched {
 	m.mu.Lock()
 	states := make(map[string]*ca.State, len(m.cas))
 	for mesh, c := range m.cas {
-		states[mesh] = c.v
+		states[mesh] = c.v.st
 	}
 	m.mu.Unlock()
 	var out []identity.Watched
