@@ -82,3 +82,31 @@ spec:
 	// Accepted True Accepted
 	// ResolvedRefs False BackendNotFound spec.rules[0].backendRefs[0]: Service default/reviews-v2 not found
 }
+
+// A path template becomes the RE2 expression a proxy's RBAC path matcher
+// takes: {name} is one segment, a final {**} the rest of the path.
+func ExamplePathTemplateRegex() {
+	re, _ := api.PathTemplateRegex("/users/{id}/orders/{**}")
+	fmt.Println(re)
+	_, err := api.PathTemplateRegex("/files/{name}.txt")
+	fmt.Println(err)
+	// Output:
+	// ^/users/[^/]+/orders(?:/.*)?$
+	// segment "{name}.txt": a variable is a whole segment, {name} (letters, digits, '_') or {**}
+}
+
+// IdentityService names the service a Dataplane runs as: spec.identity,
+// else its label app, else its name.
+func ExampleIdentityService() {
+	dp := &api.Dataplane{}
+	dp.Name = "web-1.host-a"
+	fmt.Println(api.IdentityService(dp))
+	dp.Labels = map[string]string{"app": "web"}
+	fmt.Println(api.IdentityService(dp))
+	dp.Spec.Identity = "frontend"
+	fmt.Println(api.IdentityService(dp))
+	// Output:
+	// web-1.host-a
+	// web
+	// frontend
+}
