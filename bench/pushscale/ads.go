@@ -71,10 +71,13 @@ func (c *simClient) stream(ctx context.Context, conn *grpc.ClientConn) error {
 	}
 	node := &corev3.Node{Id: c.id, Cluster: "default", Metadata: meta}
 	var sendMu sync.Mutex
+	first := true
 	send := func(r *discoveryv3.DiscoveryRequest) error {
 		sendMu.Lock()
 		defer sendMu.Unlock()
-		r.Node = node
+		if first { // as trellis proxy does (internal/xds/ads): the node on a stream's first request only
+			r.Node, first = node, false
+		}
 		return st.Send(r)
 	}
 	if err := send(&discoveryv3.DiscoveryRequest{TypeUrl: typeCDS}); err != nil {

@@ -78,8 +78,12 @@ func Translate(idx *Index, p Proxy) (*Resources, error) {
 		m = &meshIndex{name: p.Mesh, defaults: trellisDefaults(), services: map[ServiceKey]*service{},
 			bySelector: map[string][]*service{}, routePolicy: map[routeKey]*v1alpha1.PolicySpec{}}
 	}
-	b := &builder{m: m, p: p, clusters: map[string]clusterRef{}, routeCfg: map[string]bool{},
-		res: &Resources{Services: map[ServiceKey]bool{}, mesh: p.Mesh, routes: map[routeKey]bool{}}}
+	size := 0 // a sidecar reads about two services per outbound (a route's backends)
+	if p.Dataplane != nil {
+		size = 2*len(p.Dataplane.Spec.Outbound) + len(p.Dataplane.Spec.Inbound)
+	}
+	b := &builder{m: m, p: p, clusters: make(map[string]clusterRef, size), routeCfg: map[string]bool{},
+		res: &Resources{Services: make(map[ServiceKey]bool, size), mesh: p.Mesh, routes: map[routeKey]bool{}}}
 	switch {
 	case p.Dataplane != nil:
 		if got := v1alpha1.MeshOf(p.Dataplane); got != p.Mesh {

@@ -3,6 +3,7 @@ package xdsserver
 import (
 	"runtime"
 	"sync"
+	"unsafe"
 	"weak"
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
@@ -21,26 +22,28 @@ import (
 // its route configuration), so a push to a thousand proxies hashes and
 // decodes each of them once rather than a thousand times.
 //
-// Entries are keyed by weak pointers and dropped when their message is
-// garbage collected, so the table never keeps an old generation of
-// resources alive.
+// Entries are keyed by address and hold a weak pointer to their message,
+// checked on every lookup (an address may be reused once its message is
+// gone); an entry is dropped when its message is garbage collected, so the
+// table never keeps an old generation of resources alive.
 type memoTable struct {
 	mu sync.Mutex
-	m  map[any]memoEntry // weak.Pointer[T] → entry
+	m  map[uintptr]memoEntry
 }
 
 type memoEntry struct {
+	self     weak.Pointer[byte] // the message; nil once it is collected
 	hash     uint64
 	hashed   bool
 	rds      []string // route configuration names of a listener
 	rdsKnown bool
 }
 
-var memo = &memoTable{m: map[any]memoEntry{}}
+var memo = &memoTable{m: map[uintptr]memoEntry{}}
 
 // hash returns the remembered content hash of r.
 func (t *memoTable) hash(r types.Resource) (uint64, bool) {
-	e, _ := t.get(r)
+	e := t.get(r)
 	return e.hash, e.hashed
 }
 
@@ -51,7 +54,7 @@ func (t *memoTable) setHash(r types.Resource, h uint64) {
 // routeNames returns the remembered RDS names of l. The slice is shared:
 // do not modify it.
 func (t *memoTable) routeNames(l *listenerv3.Listener) ([]string, bool) {
-	e, _ := t.get(l)
+	e := t.get(l)
 	return e.rds, e.rdsKnown
 }
 
@@ -59,37 +62,55 @@ func (t *memoTable) setRouteNames(l *listenerv3.Listener, names []string) {
 	t.update(l, func(e *memoEntry) { e.rds, e.rdsKnown = names, true })
 }
 
-func (t *memoTable) get(r types.Resource) (memoEntry, bool) {
-	k := weakKey(r)
-	if k == nil {
-		return memoEntry{}, false
+// get returns r's entry, or the zero entry.
+func (t *memoTable) get(r types.Resource) memoEntry {
+	p := addr(r)
+	if p == nil {
+		return memoEntry{}
 	}
 	t.mu.Lock()
-	defer t.mu.Unlock()
-	e, ok := t.m[k]
-	return e, ok
+	e, ok := t.m[uintptr(p)]
+	t.mu.Unlock()
+	if !ok || e.self.Value() != (*byte)(p) {
+		return memoEntry{}
+	}
+	return e
 }
 
 // update changes r's entry, creating it (and the cleanup that removes it
 // with r) if needed.
 func (t *memoTable) update(r types.Resource, f func(*memoEntry)) {
-	k := weakKey(r)
-	if k == nil {
+	p := addr(r)
+	if p == nil {
 		return
 	}
+	k := uintptr(p)
 	t.mu.Lock()
 	e, ok := t.m[k]
+	fresh := !ok || e.self.Value() != (*byte)(p)
+	if fresh {
+		e = memoEntry{self: weak.Make((*byte)(p))}
+	}
 	f(&e)
 	t.m[k] = e
 	t.mu.Unlock()
-	if !ok {
-		addCleanup(r, t, k)
+	if fresh {
+		runtime.AddCleanup((*byte)(p), t.forget, memoKey{k, e.self})
 	}
 }
 
-func (t *memoTable) forget(k any) {
+// memoKey is what a message's cleanup needs to find its entry, and only
+// its own: a newer message at the same address has another weak pointer.
+type memoKey struct {
+	addr uintptr
+	self weak.Pointer[byte]
+}
+
+func (t *memoTable) forget(k memoKey) {
 	t.mu.Lock()
-	delete(t.m, k)
+	if e, ok := t.m[k.addr]; ok && e.self == k.self {
+		delete(t.m, k.addr)
+	}
 	t.mu.Unlock()
 }
 
@@ -99,31 +120,18 @@ func (t *memoTable) len() int {
 	return len(t.m)
 }
 
-// weakKey is r's identity as a comparable weak pointer, or nil for a
-// message of a kind SetResources does not accept.
-func weakKey(r types.Resource) any {
+// addr is the address of r's message, or nil for a message of a kind
+// SetResources does not accept.
+func addr(r types.Resource) unsafe.Pointer {
 	switch m := r.(type) {
 	case *clusterv3.Cluster:
-		return weak.Make(m)
+		return unsafe.Pointer(m)
 	case *endpointv3.ClusterLoadAssignment:
-		return weak.Make(m)
+		return unsafe.Pointer(m)
 	case *listenerv3.Listener:
-		return weak.Make(m)
+		return unsafe.Pointer(m)
 	case *routev3.RouteConfiguration:
-		return weak.Make(m)
+		return unsafe.Pointer(m)
 	}
 	return nil
-}
-
-func addCleanup(r types.Resource, t *memoTable, k any) {
-	switch m := r.(type) {
-	case *clusterv3.Cluster:
-		runtime.AddCleanup(m, t.forget, k)
-	case *endpointv3.ClusterLoadAssignment:
-		runtime.AddCleanup(m, t.forget, k)
-	case *listenerv3.Listener:
-		runtime.AddCleanup(m, t.forget, k)
-	case *routev3.RouteConfiguration:
-		runtime.AddCleanup(m, t.forget, k)
-	}
 }

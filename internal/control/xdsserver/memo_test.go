@@ -14,7 +14,7 @@ import (
 // TestMemoForgetsCollectedMessages checks that the memo does not keep
 // resources alive: once nothing else holds a message, its entry goes.
 func TestMemoForgetsCollectedMessages(t *testing.T) {
-	tab := &memoTable{m: map[any]memoEntry{}}
+	tab := &memoTable{m: map[uintptr]memoEntry{}}
 	func() {
 		for i := range 100 {
 			c := edsCluster("c", clusterv3.Cluster_ROUND_ROBIN)

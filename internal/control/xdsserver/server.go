@@ -81,6 +81,7 @@ type nodeSnap struct {
 	// (retain.go).
 	target, snap *cache.Snapshot
 	versions     [numKinds]string
+	lists        [numKinds][]types.Resource // target's resources
 }
 
 // New returns a Server configured by opts.
@@ -137,20 +138,30 @@ func (s *Server) Register(g *grpc.Server) {
 // ClusterLoadAssignment, a route configuration no listener names, ...).
 // The resources must not be modified after the call.
 func (s *Server) SetResources(nodeID string, r Resources) (changed bool, err error) {
+	ns := s.lockNode(nodeID)
+	defer ns.mu.Unlock()
 	lists := r.byKind()
 	var versions [numKinds]string
+	var same [numKinds]bool
 	for k := range numKinds {
+		// The translator hands the same messages again for what did not
+		// change: a list of the very messages of the current target has
+		// its version.
+		if ns.target != nil && samePointers(ns.lists[k], lists[k]) {
+			versions[k], same[k] = ns.versions[k], true
+			continue
+		}
 		if versions[k], err = version(k, lists[k]); err != nil {
+			if ns.target == nil {
+				s.dropEmpty(nodeID, ns)
+			}
 			return false, err
 		}
 	}
-
-	ns := s.lockNode(nodeID)
-	defer ns.mu.Unlock()
 	if ns.target != nil && ns.versions == versions {
 		return false, nil
 	}
-	if err := consistent(r); err != nil {
+	if err := consistent(r, same); err != nil {
 		if ns.target == nil {
 			s.dropEmpty(nodeID, ns)
 		}
@@ -168,7 +179,22 @@ func (s *Server) SetResources(nodeID string, r Resources) (changed bool, err err
 	if err := s.publish(nodeID, ns, target, versions); err != nil {
 		return false, err
 	}
+	ns.lists = lists
 	return true, nil
+}
+
+// samePointers reports whether a and b list the same messages (not just
+// equal ones) in the same order.
+func samePointers(a, b []types.Resource) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
 }
 
 // lockNode returns the node's entry, created if needed, with its mutex
@@ -216,7 +242,7 @@ func (s *Server) Clear(nodeID string) {
 		// Wait for a SetResources in flight, so it cannot re-add the
 		// snapshot to the caches after they were cleared.
 		ns.mu.Lock()
-		ns.snap, ns.target = nil, nil
+		ns.snap, ns.target, ns.lists = nil, nil, [numKinds][]types.Resource{}
 		ns.mu.Unlock()
 	}
 	s.proxies.ClearSnapshot(nodeID)

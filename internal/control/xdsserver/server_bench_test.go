@@ -54,4 +54,22 @@ func BenchmarkSetResources(b *testing.B) {
 			i++
 		}
 	})
+	b.Run("route-changed", func(b *testing.B) {
+		// What the translator hands over after a route change: the same
+		// listener, cluster and endpoint messages, a new route
+		// configuration.
+		s := New(Options{})
+		base := fiftyClusters(b, 8080)
+		other := base
+		other.Routes = []types.Resource{weightedRoute("mesh", map[string]uint32{"svc-00": 1})}
+		rs := [2]Resources{base, other}
+		b.ReportAllocs()
+		i := 0
+		for b.Loop() {
+			if changed, err := s.SetResources("n", rs[i%2]); err != nil || (!changed && i > 0) {
+				b.Fatal(changed, err)
+			}
+			i++
+		}
+	})
 }

@@ -167,7 +167,22 @@ func checkKind(k kind, r types.Resource) (string, error) {
 // It is go-control-plane's Snapshot.Consistent extended to the api_listener
 // of a listener (the form proxyless gRPC uses), which Consistent does not
 // look into: it would report every proxyless snapshot as inconsistent.
-func consistent(r Resources) error {
+//
+// same marks the kinds whose list is the node's current one (already
+// checked): when both sides of a relation are, that relation is not
+// checked again.
+func consistent(r Resources, same [numKinds]bool) error {
+	var errs []error
+	if !same[kindCluster] || !same[kindEndpoint] {
+		errs = consistentEDS(r)
+	}
+	if !same[kindListener] || !same[kindRoute] {
+		errs = append(errs, consistentRDS(r)...)
+	}
+	return errors.Join(errs...)
+}
+
+func consistentEDS(r Resources) []error {
 	var errs []error
 	wantEDS := map[string]string{} // EDS name -> cluster naming it
 	for _, res := range r.Clusters {
@@ -194,6 +209,11 @@ func consistent(r Resources) error {
 			errs = append(errs, fmt.Errorf("cluster %q: cluster load assignment %q is missing", wantEDS[name], name))
 		}
 	}
+	return errs
+}
+
+func consistentRDS(r Resources) []error {
+	var errs []error
 
 	wantRDS := map[string]string{} // route configuration -> listener naming it
 	for _, res := range r.Listeners {
@@ -224,7 +244,7 @@ func consistent(r Resources) error {
 			errs = append(errs, fmt.Errorf("listener %q: route configuration %q is missing", wantRDS[name], name))
 		}
 	}
-	return errors.Join(errs...)
+	return errs
 }
 
 // routeNames returns the RDS route configuration names of l's HTTP
