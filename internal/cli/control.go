@@ -40,6 +40,7 @@ type controlOptions struct {
 	dataplanesDir    string
 	disconnectGrace  time.Duration
 	drainTimeout     time.Duration
+	leafTTL          time.Duration
 	logLevel         string
 }
 
@@ -79,6 +80,7 @@ func newControlCmd() *cobra.Command {
 	f.StringVar(&o.name, "name", "", "this replica's name in Dataplane status (default: host@xds-addr)")
 	f.DurationVar(&o.disconnectGrace, "disconnect-grace", control.DefaultDisconnectGrace, "how long a proxy may stay disconnected before its endpoints are withdrawn")
 	f.DurationVar(&o.drainTimeout, "drain-timeout", control.DefaultDrainTimeout, "on SIGTERM, how long to wait for the API to finish requests")
+	f.DurationVar(&o.leafTTL, "leaf-ttl", 24*time.Hour, "lifetime of the certificates the mesh CAs issue to proxies")
 	f.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
 	return cmd
 }
@@ -132,7 +134,7 @@ func (o *controlOptions) run(ctx context.Context, stderr io.Writer) error {
 	defer closeStore()
 	c, err := control.New(control.Options{
 		Store: st, APIAddr: o.apiAddr, XDSAddr: o.xdsAddr, DataDir: o.dataDir, Name: o.name,
-		DisconnectGrace: o.disconnectGrace, DrainTimeout: o.drainTimeout, Logger: log, DataplanesDir: o.dataplanesDir,
+		DisconnectGrace: o.disconnectGrace, DrainTimeout: o.drainTimeout, LeafTTL: o.leafTTL, Logger: log, DataplanesDir: o.dataplanesDir,
 	})
 	if err != nil {
 		return err
