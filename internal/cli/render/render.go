@@ -90,6 +90,16 @@ func columns(kind string) ([]string, func(v1alpha1.Object) []string) {
 			}
 			return []string{p.Namespace, p.Name, v1alpha1.MeshOf(p), join(t), accepted(conds)}
 		}
+	case "AccessPolicy":
+		return []string{"NAMESPACE", "NAME", "MESH", "ACTION", "TARGETS", "RULES", "ACCEPTED"}, func(o v1alpha1.Object) []string {
+			p := o.(*v1alpha1.AccessPolicy)
+			var t []string
+			for _, r := range p.Spec.TargetRefs {
+				t = append(t, string(r.Kind)+"/"+string(r.Name))
+			}
+			return []string{p.Namespace, p.Name, v1alpha1.MeshOf(p), string(p.Spec.Action), join(t),
+				strconv.Itoa(len(p.Spec.Rules)), accepted(p.Status.Conditions)}
+		}
 	case "HTTPRoute", "GRPCRoute", "TCPRoute":
 		return []string{"NAMESPACE", "NAME", "MESH", "PARENTS", "BACKENDS", "ACCEPTED"}, func(o v1alpha1.Object) []string {
 			parents, backends, status := routeParts(o)
