@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
+	"runtime/debug"
 	"strconv"
 	"sync"
 
@@ -96,7 +98,8 @@ type conn struct {
 // messages crosses in one read and one upstream write, not one per frame.
 // Denied operations are cut out of the buffer; a traceparent header block is
 // inserted in place.
-func (c *conn) Read(p []byte) (int, error) {
+func (c *conn) Read(p []byte) (n int, err error) {
+	defer c.recoverPanic(&err)
 	for {
 		for len(c.extra) == 0 && c.perr == nil && c.fwd < c.w {
 			n, fr, err := c.cp.Next(c.rb[c.fwd:c.w])
@@ -267,9 +270,10 @@ func (c *conn) allowed(publish bool, fr *nats.Frame) bool {
 }
 
 // Write passes server bytes to the client, observing each frame.
-func (c *conn) Write(p []byte) (int, error) {
+func (c *conn) Write(p []byte) (n int, err error) {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
+	defer c.recoverPanic(&err)
 	if c.werr != nil {
 		return 0, c.werr
 	}
@@ -400,6 +404,25 @@ func (c *conn) protocolError(err error, dir nats.Direction) {
 		_ = c.injectToClient([]byte(t))
 	}
 	c.Conn.Close()
+}
+
+// errInternal replaces a panic of the filter's own code.
+var errInternal = errors.New("nats filter: internal error")
+
+// recoverPanic turns a panic in the filter into the end of this one
+// connection (logged with its stack, counted as reason "internal_error"),
+// so that a bug reachable by a client's bytes cannot take the proxy and
+// every other connection down (net/http does the same per connection).
+func (c *conn) recoverPanic(err *error) {
+	v := recover()
+	if v == nil {
+		return
+	}
+	c.f.stats.ProtocolError("internal_error")
+	c.log.Error("nats filter panic, closing the connection", "stat_prefix", c.f.cfg.StatPrefix,
+		"remote", c.RemoteAddr().String(), "panic", fmt.Sprint(v), "stack", string(debug.Stack()))
+	c.Conn.Close()
+	*err = errInternal
 }
 
 // serverError is protocolError for the server's stream; wmu is held.

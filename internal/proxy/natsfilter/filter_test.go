@@ -2,8 +2,10 @@ package natsfilter
 
 import (
 	"bytes"
+	"errors"
 	"io"
 	"net"
+	"os"
 	"strconv"
 	"strings"
 	"testing"
@@ -328,5 +330,23 @@ func TestTraceparentFullBuffer(t *testing.T) {
 	}
 	if got != n {
 		t.Fatalf("%d traced messages, want %d", got, n)
+	}
+}
+
+// TestPanicEndsOnlyTheConnection: a bug in the filter (forced here by
+// breaking its buffer) ends that connection with an error, not the proxy.
+func TestPanicEndsOnlyTheConnection(t *testing.T) {
+	client, w, reg := newConn(t, map[string]any{"stat_prefix": "t"})
+	w.rb, w.w = nil, 6 // the next parse slices out of range
+	io.WriteString(client, "PING\r\n")
+	if _, err := w.Read(make([]byte, 16)); err != errInternal {
+		t.Fatalf("Read: %v, want errInternal", err)
+	}
+	if v := counter(t, reg, "trellis_nats_protocol_errors_total", "reason", "internal_error"); v != 1 {
+		t.Fatalf("internal_error counted %v", v)
+	}
+	// Closed: the client sees EOF or a reset, not its read deadline.
+	if _, err := io.ReadAll(client); err != nil && errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatal("the connection stayed open")
 	}
 }
