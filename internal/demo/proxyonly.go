@@ -1,9 +1,3 @@
-// Package demo runs `trellis demo`: three built-in echo services (web v1,
-// web v2, api) behind a Trellis proxy configured by
-// examples/proxy/bootstrap.yaml, on loopback, until the context ends.
-//
-// It is the data plane's demo; the mesh demo (control plane, sidecars,
-// load, dashboard) will replace it as those parts land.
 package demo
 
 import (
@@ -25,8 +19,9 @@ import (
 	"github.com/trellis-mesh/trellis/internal/xds/decode"
 )
 
-// Options configure the demo. The zero value is usable.
-type Options struct {
+// ProxyOnlyOptions configure the proxy-only demo (`trellis demo
+// --proxy-only`). The zero value is usable.
+type ProxyOnlyOptions struct {
 	// Listen is the proxy's listener address (default 127.0.0.1:10000).
 	Listen string
 	// Admin is the proxy's admin address (default 127.0.0.1:9901).
@@ -38,15 +33,19 @@ type Options struct {
 	Logger *slog.Logger
 }
 
-// services are the demo's workloads, by the cluster that fronts them.
-var services = []struct{ cluster, name, version string }{
+// proxyOnlyServices are the proxy-only demo's workloads, by the cluster
+// that fronts them.
+var proxyOnlyServices = []struct{ cluster, name, version string }{
 	{"web-v1", "web", "v1"},
 	{"web-v2", "web", "v2"},
 	{"api", "api", "v1"},
 }
 
-// Run starts the demo and blocks until ctx ends, then stops everything.
-func Run(ctx context.Context, o Options) error {
+// RunProxyOnly runs the data plane's demo: three built-in echo services
+// (web v1, web v2, api) behind one Trellis proxy configured by
+// examples/proxy/bootstrap.yaml, with no control plane. It blocks until ctx
+// ends, then stops everything.
+func RunProxyOnly(ctx context.Context, o ProxyOnlyOptions) error {
 	if o.Listen == "" {
 		o.Listen = "127.0.0.1:10000"
 	}
@@ -78,7 +77,7 @@ func Run(ctx context.Context, o Options) error {
 			_ = e.Shutdown(sctx)
 		}
 	}()
-	for _, svc := range services {
+	for _, svc := range proxyOnlyServices {
 		e, err := echo.New(echo.Options{Name: svc.name, Version: svc.version, HTTPAddr: "127.0.0.1:0"})
 		if err != nil {
 			return err
@@ -98,7 +97,7 @@ func Run(ctx context.Context, o Options) error {
 		return err
 	}
 	defer p.Shutdown(context.Background())
-	tour(o.Out, "http://"+p.ListenerAddrs()["edge"], "http://"+p.AdminAddr())
+	proxyOnlyTour(o.Out, "http://"+p.ListenerAddrs()["edge"], "http://"+p.AdminAddr())
 	<-ctx.Done()
 	fmt.Fprintln(o.Out, "\nstopping the demo")
 	return nil
@@ -136,7 +135,7 @@ func pointCluster(b *bootstrapv3.Bootstrap, cluster, addr string) error {
 	return fmt.Errorf("example bootstrap: cluster %q with an endpoint not found", cluster)
 }
 
-func tour(w io.Writer, edge, admin string) {
+func proxyOnlyTour(w io.Writer, edge, admin string) {
 	fmt.Fprintf(w, `Trellis demo: a proxy on %[1]s in front of three services (web v1, web v2, api).
 Its configuration is examples/proxy/bootstrap.yaml (plain Envoy v3).
 
@@ -148,6 +147,7 @@ Try, in another terminal:
   curl -s %[2]s/clusters              # hosts per cluster
   curl -s %[2]s/stats/prometheus | grep trellis_http_route
 
+(Without --proxy-only, trellis demo runs a whole mesh: control plane, sidecars, load.)
 Ctrl-C stops everything.
 
 `, edge, admin)

@@ -167,28 +167,3 @@ func TestProxyValidate(t *testing.T) {
 		t.Fatalf("no config: %d %q", code, errOut)
 	}
 }
-
-// TestDemo runs the README's command and checks the canary split it sets up.
-func TestDemo(t *testing.T) {
-	d := start(t, "demo", "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0")
-	edge := d.waitLine(`a proxy on (http://\S+) in front`)[1]
-	versions := map[string]int{}
-	for range 200 {
-		_, body := httpGet(t, edge+"/")
-		switch {
-		case strings.Contains(body, `"version":"v1"`):
-			versions["v1"]++
-		case strings.Contains(body, `"version":"v2"`):
-			versions["v2"]++
-		default:
-			t.Fatalf("unexpected answer %q", body)
-		}
-	}
-	// 90/10 over 200 requests: v2 expects 20, standard deviation about 4.2.
-	if versions["v2"] < 5 || versions["v2"] > 40 {
-		t.Errorf("split %v, want about 180/20", versions)
-	}
-	if err := d.stop(syscall.SIGINT, 15*time.Second); err != nil {
-		t.Fatal(err)
-	}
-}

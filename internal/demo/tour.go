@@ -1,0 +1,93 @@
+package demo
+
+import (
+	"fmt"
+	"io"
+	"path/filepath"
+	"strings"
+	"text/tabwriter"
+)
+
+// tourInfo is what the tour prints.
+type tourInfo struct {
+	dir      string      // the data directory
+	api, xds string      // the control plane's http://HOST:PORT and HOST:PORT
+	entry    string      // the frontend through the load generator's sidecar
+	applied  []string    // KIND/NAME of the applied resources
+	ins      []*instance // with their ports
+	rate     float64     // load, requests per second
+	config   string      // how the CLI finds the demo (cliConfig.describe)
+	route    string      // the route file to edit
+}
+
+// tour prints what runs where and the commands to try.
+func tour(w io.Writer, t tourInfo) {
+	fmt.Fprintf(w, "Trellis demo: a service mesh on this machine, data in %s (removed at exit).\n\n", t.dir)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintf(tw, "  control plane\tAPI %s, xDS %s, bbolt store %s\n", t.api, t.xds, filepath.Join(t.dir, "trellis.db"))
+	fmt.Fprintf(tw, "  resources\texamples/demo, applied through the API: %s\n", strings.Join(t.applied, ", "))
+	fmt.Fprintf(tw, "  application\tloadgen -> frontend -> catalog\n")
+	fmt.Fprintf(tw, "  \t                      -> reviews: 90%% v1, 10%% v2 (HTTPRoute reviews-canary)\n")
+	for i, in := range t.ins {
+		label := ""
+		if i == 0 {
+			label = "sidecars"
+		}
+		fmt.Fprintf(tw, "  %s\t%s\t%s\n", label, in.name, ports(in))
+	}
+	fmt.Fprintf(tw, "  \teach one `trellis proxy --control-plane %s --dataplane %s --token-file %s`\n",
+		t.xds, filepath.Join(t.dir, "dataplanes", "NAME.yaml"), filepath.Join(t.dir, "tokens", "NAME.token"))
+	if t.rate > 0 {
+		fmt.Fprintf(tw, "  load\t%g requests/s to the frontend through loadgen-1's sidecar, summed up below\n", t.rate)
+	}
+	fmt.Fprintf(tw, "  dashboard\tnot built yet: it arrives with the dashboard work of issue 6;\n")
+	fmt.Fprintf(tw, "  \tuntil then the control plane's API is %s\n", t.api)
+	tw.Flush()
+
+	fmt.Fprintf(w, `
+%s
+`+"`trellis`"+` below is `+"`go run ./cmd/trellis`"+` in the repository, or a binary built with `+"`go build ./cmd/trellis`"+`.
+
+Try, in another terminal:
+  curl -s %[2]s                      # the frontend, through the mesh
+  for i in $(seq 50); do curl -s -o /dev/null -w '%%header{x-demo-reviews-version}\n' %[2]s; done | sort | uniq -c
+  trellis get svc
+  trellis get dp                                # every sidecar, connected
+  trellis describe service reviews
+  trellis get httproute reviews-canary -o yaml
+  sed 's/weight: 90/weight: 50/; s/weight: 10}/weight: 50}/' %[3]s | trellis apply -f -
+                                                # the canary at 50/50: watch the load lines
+  curl -s 127.0.0.1:%[4]d/stats/prometheus | grep trellis_cluster_upstream_requests_total
+
+Ctrl-C stops everything.
+
+`, t.config, t.entry, t.route, frontendAdmin(t.ins))
+}
+
+// ports describes an instance's sidecar ports.
+func ports(in *instance) string {
+	s := fmt.Sprintf("admin :%d", in.admin)
+	if in.inbound != 0 {
+		s += fmt.Sprintf("  inbound :%d", in.inbound)
+	}
+	for i, o := range in.outbound {
+		sep := ", "
+		if i == 0 {
+			sep = "  outbound "
+		}
+		s += fmt.Sprintf("%s%s :%d", sep, o.service, o.port)
+	}
+	if in.app == "reviews" {
+		s += "  (" + in.version + ")"
+	}
+	return s
+}
+
+func frontendAdmin(ins []*instance) int {
+	for _, in := range ins {
+		if in.app == "frontend" {
+			return in.admin
+		}
+	}
+	return 0
+}
