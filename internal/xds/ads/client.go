@@ -398,6 +398,9 @@ func (s *session) handle(resp *discoveryv3.DiscoveryResponse) error {
 		// only the listeners and clusters naming them retire them.
 		res = retain(t, res)
 	}
+	if t.url == SecretType {
+		return s.secrets(t, resp.GetVersionInfo(), res)
+	}
 	t.pending, t.pendVer, t.hasPend = res, resp.GetVersionInfo(), true
 	if err := s.resubscribe(); err != nil {
 		return err

@@ -287,3 +287,28 @@ func handshake(addr string, cert *tls.Certificate, protos ...string) (*tls.Conn,
 	d := &net.Dialer{Timeout: 5 * time.Second}
 	return tls.DialWithDialer(d, "tcp", addr, cfg)
 }
+
+// runProxyLogged is runProxy without a token, logging to logs.
+func runProxyLogged(t *testing.T, addr string, node *corev3.Node, logs *logBuffer) *proxy.Proxy {
+	t.Helper()
+	log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	p := proxy.New(proxy.Options{Logger: log, DrainTimeout: 5 * time.Second})
+	if err := p.StartAdmin("127.0.0.1:0"); err != nil {
+		t.Fatal(err)
+	}
+	c, err := ads.New(ads.Options{Address: addr, Node: node, Proxy: p, Backoff: fastBackoff, Logger: log, Base: adminBootstrap(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- c.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+		p.Shutdown(context.Background())
+	})
+	return p
+}

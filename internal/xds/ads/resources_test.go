@@ -1,6 +1,7 @@
 package ads
 
 import (
+	"slices"
 	"strings"
 	"testing"
 
@@ -10,6 +11,7 @@ import (
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
@@ -70,6 +72,15 @@ func TestDecodeAllErrors(t *testing.T) {
 			err: `route_configuration "r": duplicate name`},
 		{name: "no name", typ: EndpointType, res: []*anypb.Any{yamlAny(t, "endpoints: []", &endpointv3.ClusterLoadAssignment{})},
 			err: `cluster_load_assignment resources[0]`},
+		{name: "sds not over ads", typ: ClusterType,
+			res: []*anypb.Any{yamlAny(t, sdsCluster("path_config_source: {path: /x}"), &clusterv3.Cluster{})},
+			err: `cluster "web": transport_socket.typed_config.common_tls_context.tls_certificate_sds_secret_configs[0].sds_config: only ads is supported`},
+		{name: "identity from the control plane", typ: SecretType,
+			res: []*anypb.Any{yamlAny(t, "name: trellis-identity\ntls_certificate: {}", &tlsv3.Secret{})},
+			err: `secret "trellis-identity": name: the proxy makes this secret itself`},
+		{name: "unsupported secret field", typ: SecretType,
+			res: []*anypb.Any{yamlAny(t, "name: b\ngeneric_secret: {secret: {inline_string: x}}", &tlsv3.Secret{})},
+			err: `secret "b": generic_secret: not supported`},
 		{name: "wrong type", typ: EndpointType, res: []*anypb.Any{yamlAny(t, "name: r", &routev3.RouteConfiguration{})},
 			err: `resources[0]: type "type.googleapis.com/envoy.config.route.v3.RouteConfiguration" in a eds response`},
 	} {
@@ -79,6 +90,59 @@ func TestDecodeAllErrors(t *testing.T) {
 				t.Fatalf("error = %v\nwant %q", err, tc.err)
 			}
 		})
+	}
+}
+
+func sdsCluster(source string) string {
+	return `
+name: web
+type: STATIC
+transport_socket:
+  name: tls
+  typed_config:
+    "@type": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext
+    common_tls_context:
+      tls_certificate_sds_secret_configs: [{name: trellis-identity, sds_config: {` + source + `}}]
+      combined_validation_context:
+        default_validation_context: {}
+        validation_context_sds_secret_config: {name: bundle, sds_config: {` + source + `}}
+`
+}
+
+// TestSDSReferences: SdsSecretConfigs over ads become name-only in the
+// form the proxy runs, the received form is kept (for the cache), and the
+// names are listed, trellis-identity included.
+func TestSDSReferences(t *testing.T) {
+	res, err := decodeAll(ClusterType, []*anypb.Any{yamlAny(t, sdsCluster("ads: {}"), &clusterv3.Cluster{})})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := res["web"].(*cluster)
+	if want := []string{"trellis-identity", "bundle"}; !slices.Equal(c.sds, want) {
+		t.Errorf("sds = %v, want %v", c.sds, want)
+	}
+	up := &tlsv3.UpstreamTlsContext{}
+	if err := c.run.GetTransportSocket().GetTypedConfig().UnmarshalTo(up); err != nil {
+		t.Fatal(err)
+	}
+	cc := up.GetCommonTlsContext()
+	if cc.GetTlsCertificateSdsSecretConfigs()[0].GetSdsConfig() != nil || cc.GetCombinedValidationContext().GetValidationContextSdsSecretConfig().GetSdsConfig() != nil {
+		t.Errorf("run form keeps sds_config: %v", cc)
+	}
+	if err := c.pb.GetTransportSocket().GetTypedConfig().UnmarshalTo(up); err != nil {
+		t.Fatal(err)
+	}
+	if up.GetCommonTlsContext().GetTlsCertificateSdsSecretConfigs()[0].GetSdsConfig().GetAds() == nil {
+		t.Error("the received form lost its sds_config")
+	}
+	// A name-only reference is a static secret of the local bootstrap:
+	// not fetched.
+	res, err = decodeAll(ClusterType, []*anypb.Any{yamlAny(t, strings.ReplaceAll(sdsCluster("ads: {}"), ", sds_config: {ads: {}}", ""), &clusterv3.Cluster{})})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := res["web"].(*cluster).sds; len(got) != 0 {
+		t.Errorf("name-only references fetched: %v", got)
 	}
 }
 

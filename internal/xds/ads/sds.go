@@ -136,3 +136,57 @@ func identitySecret(cert *tls.Certificate) (*tlsv3.Secret, error) {
 		PrivateKey:       &corev3.DataSource{Specifier: &corev3.DataSource_InlineBytes{InlineBytes: key}},
 	}}}, nil
 }
+
+// secrets takes a Secret response. Secrets are contents, not structure,
+// so they are not held with the listeners and clusters: they are put in
+// use at once — the configuration being served is re-applied if it names
+// a secret whose contents changed (a new trust bundle) — then ACKed, so
+// an ACK of a bundle means the proxy verifies peers with it. A warming
+// configuration waiting for them is then tried. If the proxy refuses the
+// re-applied configuration, the response is NACKed and the previous
+// secrets stay.
+func (s *session) secrets(t *typeState, version string, res map[string]any) error {
+	c := s.c
+	prev := t.current
+	t.current = res
+	if c.applied && c.secretsChanged(prev, res) {
+		if r, missing := c.resources(false); missing == "" {
+			if err := c.apply(r); err != nil {
+				t.current = prev
+				return s.nack(t, version, err)
+			}
+		}
+	}
+	t.acked, t.rejected, t.rejections = version, "", 0
+	c.opts.Metrics.Update(shortType(t.url), true)
+	c.saveCache()
+	if err := s.send(t, version, nil); err != nil {
+		return err
+	}
+	return s.tryApply()
+}
+
+// secretsChanged reports whether a secret the current listeners or
+// clusters name differs between prev and next.
+func (c *Client) secretsChanged(prev, next map[string]any) bool {
+	changed := func(names []string) bool {
+		for _, n := range names {
+			a, b := prev[n], next[n]
+			if (a == nil) != (b == nil) || (a != nil && !proto.Equal(a.(proto.Message), b.(proto.Message))) {
+				return true
+			}
+		}
+		return false
+	}
+	for _, v := range c.types[ListenerType].current {
+		if changed(v.(*listener).sds) {
+			return true
+		}
+	}
+	for _, v := range c.types[ClusterType].current {
+		if changed(v.(*cluster).sds) {
+			return true
+		}
+	}
+	return false
+}
