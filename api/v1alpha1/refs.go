@@ -6,7 +6,9 @@ import (
 
 // Ref names one object another references.
 type Ref struct {
-	Kind, Namespace, Name string
+	Kind      string `json:"kind"`
+	Namespace string `json:"namespace,omitempty"`
+	Name      string `json:"name"`
 }
 
 // String returns "Kind namespace/name", or "Kind name" without namespace.
