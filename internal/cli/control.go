@@ -80,7 +80,7 @@ func newControlCmd() *cobra.Command {
 	f.StringVar(&o.name, "name", "", "this replica's name in Dataplane status (default: host@xds-addr)")
 	f.DurationVar(&o.disconnectGrace, "disconnect-grace", control.DefaultDisconnectGrace, "how long a proxy may stay disconnected before its endpoints are withdrawn")
 	f.DurationVar(&o.drainTimeout, "drain-timeout", control.DefaultDrainTimeout, "on SIGTERM, how long to wait for the API to finish requests")
-	f.DurationVar(&o.leafTTL, "leaf-ttl", 24*time.Hour, "lifetime of the certificates the mesh CAs issue to proxies")
+	f.DurationVar(&o.leafTTL, "leaf-ttl", 24*time.Hour, "lifetime of proxy certificates in the default mesh without a Mesh object (a Mesh's spec.mtls.certificateTTL decides for its own)")
 	f.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
 	return cmd
 }

@@ -68,8 +68,9 @@ type Options struct {
 	DataplanesDir string
 	// DrainTimeout bounds a graceful stop.
 	DrainTimeout time.Duration
-	// LeafTTL is the lifetime of the certificates the mesh CAs issue to
-	// proxies. Zero means 24h.
+	// LeafTTL is the lifetime of the certificates issued to proxies of
+	// the implicit default mesh (no Mesh object); a Mesh's
+	// spec.mtls.certificateTTL decides for its own. Zero means 24h.
 	LeafTTL time.Duration
 	Logger  *slog.Logger
 }

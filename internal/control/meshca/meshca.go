@@ -37,8 +37,10 @@ var (
 type Options struct {
 	// Store holds the records (see the package documentation). Required.
 	Store store.Store
-	// LeafTTL is the lifetime of issued certificates. Zero means the CA's
-	// default (ca.DefaultLeafTTL, 24h).
+	// LeafTTL is the lifetime of the certificates issued to the proxies
+	// of a mesh without a Mesh object (the implicit default mesh); a
+	// Mesh's spec.mtls.certificateTTL decides for its own. Zero means the
+	// CA's default (ca.DefaultLeafTTL, 24h).
 	LeafTTL time.Duration
 	// ProxiesBehind counts the connected proxies of mesh whose
 	// acknowledged trust bundle is not version, for rotation progress.
@@ -61,13 +63,13 @@ type Manager struct {
 	opts  Options
 	store store.Store
 	log   *slog.Logger
-	auth  *identity.Authority
 
 	mu   sync.Mutex
 	cas  map[string]cached[*caEntry]  // by mesh
 	keys map[string]cached[*keyEntry] // by mesh
 	subs map[int]func(mesh string)
 	nsub int
+	auth map[time.Duration]*identity.Authority // by leaf TTL
 
 	notifyMu sync.Mutex // serialises Subscribe callbacks
 }
@@ -97,14 +99,28 @@ func New(opts Options) (*Manager, error) {
 	m := &Manager{
 		opts: opts, store: opts.Store, log: opts.Logger.With("component", "meshca"),
 		cas: map[string]cached[*caEntry]{}, keys: map[string]cached[*keyEntry]{},
-		subs: map[int]func(string){},
+		subs: map[int]func(string){}, auth: map[time.Duration]*identity.Authority{},
 	}
-	var err error
-	m.auth, err = identity.New(identity.Options{Mesh: m.authorityMesh, LeafTTL: opts.LeafTTL, Logger: opts.Logger})
-	if err != nil {
+	if _, err := m.authority(opts.LeafTTL); err != nil {
 		return nil, fmt.Errorf("meshca: %w", err)
 	}
 	return m, nil
+}
+
+// authority returns the Authority that issues leaves of ttl (0: the CA's
+// default). Meshes may set their own certificate lifetime.
+func (m *Manager) authority(ttl time.Duration) (*identity.Authority, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if a, ok := m.auth[ttl]; ok {
+		return a, nil
+	}
+	a, err := identity.New(identity.Options{Mesh: m.authorityMesh, LeafTTL: ttl, Logger: m.opts.Logger})
+	if err != nil {
+		return nil, err
+	}
+	m.auth[ttl] = a
+	return a, nil
 }
 
 // Run follows the store's CA records into the cache (notifying

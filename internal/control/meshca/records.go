@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
@@ -55,7 +56,7 @@ func (m *Manager) ensure(ctx context.Context, mesh string, initial *ca.CA) (*ca.
 	if err := checkMesh(mesh); err != nil {
 		return nil, false, err
 	}
-	td, err := m.trustDomain(ctx, mesh)
+	td, spec, err := m.meshSpec(ctx, mesh)
 	if err != nil {
 		return nil, false, err
 	}
@@ -79,7 +80,7 @@ func (m *Manager) ensure(ctx context.Context, mesh string, initial *ca.CA) (*ca.
 		return st, false, err
 	}
 	if initial == nil {
-		if initial, err = ca.Generate(td, ca.GenerateOptions{Options: ca.Options{LeafTTL: m.opts.LeafTTL}}); err != nil {
+		if initial, err = m.newCA(mesh, td, spec); err != nil {
 			return nil, false, err
 		}
 	} else if initial.TrustDomain() != td {
@@ -102,29 +103,65 @@ func (m *Manager) ensure(ctx context.Context, mesh string, initial *ca.CA) (*ca.
 	return st, true, err
 }
 
-// trustDomain returns the trust domain of mesh: its Mesh object's
-// spec.trustDomain, or "<mesh>.trellis.local" (also for the implicit
-// default mesh, which needs no Mesh object).
+// trustDomain returns the trust domain of mesh (see meshSpec).
 func (m *Manager) trustDomain(ctx context.Context, mesh string) (spiffeid.TrustDomain, error) {
+	td, _, err := m.meshSpec(ctx, mesh)
+	return td, err
+}
+
+// meshSpec returns the trust domain of mesh, its Mesh object's
+// spec.trustDomain or "<mesh>.trellis.local", and the Mesh's spec: nil
+// for the implicit default mesh, which needs no Mesh object. Another mesh
+// without a Mesh object is an error wrapping ErrUnknownMesh.
+func (m *Manager) meshSpec(ctx context.Context, mesh string) (spiffeid.TrustDomain, *v1alpha1.MeshSpec, error) {
 	name := mesh + v1alpha1.TrustDomainSuffix
+	var spec *v1alpha1.MeshSpec
 	res, err := m.store.Get(ctx, store.Key{Kind: v1alpha1.KindMesh, Name: mesh})
 	switch {
 	case errors.Is(err, store.ErrNotFound):
 		if mesh != v1alpha1.DefaultMesh {
-			return spiffeid.TrustDomain{}, fmt.Errorf("%w %q: apply a Mesh of that name first", ErrUnknownMesh, mesh)
+			return spiffeid.TrustDomain{}, nil, fmt.Errorf("%w %q: apply a Mesh of that name first", ErrUnknownMesh, mesh)
 		}
 	case err != nil:
-		return spiffeid.TrustDomain{}, err
+		return spiffeid.TrustDomain{}, nil, err
 	default:
 		obj, err := v1alpha1.Decode(res.Value)
 		if err != nil {
-			return spiffeid.TrustDomain{}, fmt.Errorf("mesh %q: %w", mesh, err)
+			return spiffeid.TrustDomain{}, nil, fmt.Errorf("mesh %q: %w", mesh, err)
 		}
-		if mo, ok := obj.(*v1alpha1.Mesh); ok && mo.Spec.TrustDomain != "" {
-			name = mo.Spec.TrustDomain
+		if mo, ok := obj.(*v1alpha1.Mesh); ok {
+			spec = &mo.Spec
+			if spec.TrustDomain != "" {
+				name = spec.TrustDomain
+			}
 		}
 	}
-	return spiffe.TrustDomain(name)
+	td, err := spiffe.TrustDomain(name)
+	return td, spec, err
+}
+
+// newCA makes a CA for a mesh's first use or a rotation: the files its
+// Mesh names (spec.ca.type provided), else a generated root.
+func (m *Manager) newCA(mesh string, td spiffeid.TrustDomain, spec *v1alpha1.MeshSpec) (*ca.CA, error) {
+	opts := ca.Options{LeafTTL: m.opts.LeafTTL}
+	if spec != nil && spec.CA != nil && spec.CA.Type == v1alpha1.CAProvided && spec.CA.Provided != nil {
+		c, err := ca.LoadFiles(td, spec.CA.Provided.CertFile, spec.CA.Provided.KeyFile, opts)
+		if err != nil {
+			return nil, fmt.Errorf("%w: mesh %q: spec.ca.provided: %w", ErrInvalid, mesh, err)
+		}
+		return c, nil
+	}
+	return ca.Generate(td, ca.GenerateOptions{Options: opts})
+}
+
+// leafTTL is the lifetime of the leaves issued to mesh's proxies: its
+// Mesh's spec.mtls.certificateTTL, else Options.LeafTTL (0: the CA's
+// default).
+func (m *Manager) leafTTL(ctx context.Context, mesh string) time.Duration {
+	if _, spec, err := m.meshSpec(ctx, mesh); err == nil && spec != nil && spec.MTLS != nil && spec.MTLS.CertificateTTL != nil {
+		return spec.MTLS.CertificateTTL.Duration
+	}
+	return m.opts.LeafTTL
 }
 
 // loadCA reads the mesh's CA record, reusing the parsed state while its

@@ -138,7 +138,7 @@ func (m *Manager) Rotate(ctx context.Context, req RotateRequest) (CAStatus, erro
 	if (req.Cert == "") != (req.Key == "") {
 		return CAStatus{}, fmt.Errorf("%w: cert and key: give both or neither", ErrInvalid)
 	}
-	td, err := m.trustDomain(ctx, mesh)
+	td, spec, err := m.meshSpec(ctx, mesh)
 	if err != nil {
 		return CAStatus{}, err
 	}
@@ -164,6 +164,12 @@ func (m *Manager) Rotate(ctx context.Context, req RotateRequest) (CAStatus, erro
 	if given != nil && st.Phase() != ca.PhaseStable && !(req.Force && st.Phase() == ca.PhaseAddNew) {
 		return CAStatus{}, fmt.Errorf("%w: cert: a rotation is in progress (phase %s); a new CA can only be given to begin one", ErrRotation, st.Phase())
 	}
+	if given == nil && st.Phase() == ca.PhaseStable && !req.Abort {
+		// Beginning: the files the Mesh names, or a generated root.
+		if given, err = m.newCA(mesh, td, spec); err != nil {
+			return CAStatus{}, err
+		}
+	}
 	next, step, err := m.step(ctx, mesh, st, req, given)
 	if err != nil {
 		return CAStatus{}, fmt.Errorf("%w: %w", ErrRotation, err)
@@ -185,25 +191,19 @@ func (m *Manager) Rotate(ctx context.Context, req RotateRequest) (CAStatus, erro
 	return s, err
 }
 
+// step computes the next state; given is the new CA when one begins (from
+// the request, the Mesh's files or generated) or the one a forced step
+// hurries to.
 func (m *Manager) step(ctx context.Context, mesh string, st *ca.State, req RotateRequest, given *ca.CA) (*ca.State, string, error) {
 	if req.Abort {
 		next, err := st.Abort()
 		return next, "aborted the rotation: the old CA stays", err
 	}
-	newCA := func() (*ca.CA, error) {
-		if given != nil {
-			return given, nil
-		}
-		return ca.Generate(st.Current().TrustDomain(), ca.GenerateOptions{Options: ca.Options{LeafTTL: m.opts.LeafTTL}})
-	}
 	switch {
 	case st.Phase() == ca.PhaseStable || (req.Force && st.Phase() == ca.PhaseAddNew):
-		c := st.Next()
-		if c == nil || given != nil {
-			var err error
-			if c, err = newCA(); err != nil {
-				return nil, "", err
-			}
+		c := given // in AddNew, the CA given to hurry to, else the one added
+		if c == nil {
+			c = st.Next()
 		}
 		if req.Force {
 			next, err := st.Force(c)

@@ -8,8 +8,11 @@ import (
 	"crypto/x509/pkix"
 	"encoding/json"
 	"encoding/pem"
+	"fmt"
 	"math/big"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -359,4 +362,68 @@ func TestExpiredLeavesDoNotCount(t *testing.T) {
 		t.Fatalf("leaf records after expiry: %d, %v", len(list), err)
 	}
 	rotate(t, p, meshca.RotateRequest{}, ca.PhaseRemoveOld)
+}
+
+// A Mesh naming CA files (spec.ca.type provided) gets that CA on first
+// use and rotates to whatever the files hold at the next rotation; its
+// spec.mtls.certificateTTL sets the leaves' lifetime.
+func TestMeshProvidedCAFiles(t *testing.T) {
+	p := start(t, openStore(t), "a")
+	ctx := ctxT(t)
+	dir := t.TempDir()
+	certFile, keyFile := filepath.Join(dir, "ca.pem"), filepath.Join(dir, "ca.key")
+	writeCA := func() *x509.Certificate {
+		chain, key, root := intermediatePEM(t, "corp.example")
+		if err := os.WriteFile(certFile, []byte(chain), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(keyFile, []byte(key), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return root
+	}
+	root := writeCA()
+	mesh := fmt.Sprintf(`apiVersion: trellis.dev/v1alpha1
+kind: Mesh
+metadata: {name: corp}
+spec:
+  trustDomain: corp.example
+  mtls: {certificateTTL: 10m}
+  ca: {type: provided, provided: {certFile: %q, keyFile: %q}}
+`, certFile, keyFile)
+	if _, err := p.api.Apply(ctx, strings.NewReader(mesh)); err != nil {
+		t.Fatal(err)
+	}
+	tok, err := p.api.CreateToken(ctx, "corp", "db", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := p.api.CAStatus(ctx, "corp")
+	if err != nil || !st.Current.Intermediate {
+		t.Fatalf("status: %+v, %v", st, err)
+	}
+	dbID := id(t, "spiffe://corp.example/corp/db")
+	got, err := p.sign(t, tok.Token, "db-1", dbID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	td := spiffeid.RequireTrustDomainFromString("corp.example")
+	verify(t, got.chain, x509bundle.FromX509Authorities(td, []*x509.Certificate{root}), dbID)
+	if d := time.Until(got.chain[0].NotAfter); d > 10*time.Minute || d < 9*time.Minute {
+		t.Errorf("leaf lives %v, want the Mesh's 10m", d)
+	}
+
+	if _, err := p.api.RotateCA(ctx, meshca.RotateRequest{Mesh: "corp"}); apiStatus(err) != http.StatusConflict || !strings.Contains(err.Error(), "same root") {
+		t.Fatalf("rotating to unchanged files: %v", err)
+	}
+	newRoot := writeCA()
+	st = rotate(t, p, meshca.RotateRequest{Mesh: "corp"}, ca.PhaseAddNew)
+	if st.Next == nil || !st.Next.Intermediate {
+		t.Fatalf("AddNew: %+v", st)
+	}
+	pemData, _, _ := p.c.Identity().Bundle("corp")
+	b, err := x509bundle.Parse(td, pemData)
+	if err != nil || !b.HasX509Authority(newRoot) || !b.HasX509Authority(root) {
+		t.Fatalf("bundle in AddNew lacks a root: %v", err)
+	}
 }

@@ -102,8 +102,16 @@ func (m *Manager) sign(ctx context.Context, req *structpb.Struct) (*structpb.Str
 	if err != nil {
 		return nil, status.Errorf(codes.InvalidArgument, `request: "csr": not base64 (standard encoding): %v`, err)
 	}
+	ttl := m.opts.LeafTTL
+	if name, err := token.MeshOf(tok); err == nil && checkMesh(name) == nil {
+		ttl = m.leafTTL(ctx, name) // the token is verified by Issue, for this mesh
+	}
+	auth, err := m.authority(ttl)
+	if err != nil {
+		return nil, status.Errorf(codes.Internal, "%v", err)
+	}
 	call := &signCall{}
-	issued, err := m.auth.Issue(context.WithValue(ctx, callKey{}, call), tok, der)
+	issued, err := auth.Issue(context.WithValue(ctx, callKey{}, call), tok, der)
 	if err != nil {
 		return nil, grpcError(err, call)
 	}
