@@ -24,6 +24,7 @@ type loadGen struct {
 
 	mu       sync.Mutex
 	ok, fail int
+	skipped  int // ticks without a request: maxInFlight were in flight
 	versions map[string]int
 	lastErr  string
 }
@@ -61,6 +62,9 @@ func (l *loadGen) run(ctx context.Context, out io.Writer, reportEvery time.Durat
 			select {
 			case sem <- struct{}{}:
 			default:
+				l.mu.Lock()
+				l.skipped++
+				l.mu.Unlock()
 				continue
 			}
 			wg.Go(func() {
@@ -134,7 +138,10 @@ func (l *loadGen) summary(window time.Duration) string {
 	if l.fail > 0 {
 		fmt.Fprintf(&b, " (last failure: %s)", l.lastErr)
 	}
-	l.ok, l.fail, l.lastErr = 0, 0, ""
+	if l.skipped > 0 {
+		fmt.Fprintf(&b, "; %d not sent, %d already in flight", l.skipped, maxInFlight)
+	}
+	l.ok, l.fail, l.skipped, l.lastErr = 0, 0, 0, ""
 	clear(l.versions)
 	return b.String()
 }

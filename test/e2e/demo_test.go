@@ -57,7 +57,7 @@ func TestDemo(t *testing.T) {
 	}
 	var dps struct {
 		Items []struct {
-			Metadata struct{ Name string } `json:"metadata"`
+			Metadata struct{ Name string }    `json:"metadata"`
 			Status   struct{ Connected bool } `json:"status"`
 		} `json:"items"`
 	}

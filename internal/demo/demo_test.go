@@ -1,0 +1,102 @@
+package demo
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"os"
+	"path/filepath"
+	"regexp"
+	"sync"
+	"testing"
+	"time"
+)
+
+// lockedBuffer is a bytes.Buffer written and read from several goroutines.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// TestRun runs the whole demo in the test's process (under -race): it
+// answers through the mesh, sums up its load, and stops cleanly, leaving
+// neither the client config it wrote nor its data directory.
+func TestRun(t *testing.T) {
+	cfg := filepath.Join(t.TempDir(), "config.yaml")
+	var out, log lockedBuffer
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() {
+		done <- Run(ctx, Options{RandomPorts: true, Rate: 20, ReportEvery: 300 * time.Millisecond, ClientConfig: cfg, Out: &out, Log: &log})
+	}()
+
+	var m []string
+	wait := func(what string, re *regexp.Regexp) {
+		t.Helper()
+		deadline := time.Now().Add(30 * time.Second)
+		for m = re.FindStringSubmatch(out.String()); m == nil; m = re.FindStringSubmatch(out.String()) {
+			select {
+			case err := <-done:
+				t.Fatalf("Run returned %v before %s\nout:\n%s\nlog:\n%s", err, what, out.String(), log.String())
+			default:
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("no %s\nout:\n%s\nlog:\n%s", what, out.String(), log.String())
+			}
+			time.Sleep(20 * time.Millisecond) // polling the output
+		}
+	}
+	wait("tour", regexp.MustCompile(`(?m)^  curl -s (http://\S+)\s+# the frontend, through the mesh$`))
+	entry := m[1]
+	wait("data directory", regexp.MustCompile(`data in (\S+) \(removed at exit\)`))
+	dir := m[1]
+
+	resp, err := http.Get(entry)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var p Page
+	err = json.NewDecoder(resp.Body).Decode(&p)
+	resp.Body.Close()
+	if err != nil || resp.StatusCode != http.StatusOK || p.ServedBy.Catalog.Instance != "catalog-1" || p.ServedBy.Reviews.Service != "reviews" {
+		t.Fatalf("frontend: %s %+v %v", resp.Status, p, err)
+	}
+	if _, err := os.Stat(cfg); err != nil {
+		t.Errorf("client config: %v", err)
+	}
+	wait("load summary", regexp.MustCompile(`(?m)^load: \d+ requests in 300ms, [1-9]\d* ok`))
+
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("Run: %v\nlog:\n%s", err, log.String())
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("Run did not return within 15s of the end of its context")
+	}
+	for _, path := range []string{cfg, dir} {
+		if _, err := os.Stat(path); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("%s is still there after Run: %v", path, err)
+		}
+	}
+	if resp, err := http.Get(entry); err == nil {
+		resp.Body.Close()
+		t.Errorf("the frontend still answers after Run")
+	}
+}
