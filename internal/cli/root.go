@@ -49,6 +49,8 @@ func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
 		newGetCmd(),
 		newDescribeCmd(),
 		newDeleteCmd(),
+		newStatCmd(),
+		newEdgesCmd(),
 		newTokenCmd(),
 		newCACmd(),
 		newBootstrapCmd(),

@@ -28,6 +28,7 @@ import (
 	"github.com/trellis-mesh/trellis/internal/control/manager"
 	"github.com/trellis-mesh/trellis/internal/control/meshca"
 	"github.com/trellis-mesh/trellis/internal/control/server"
+	"github.com/trellis-mesh/trellis/internal/control/telemetry"
 	"github.com/trellis-mesh/trellis/internal/control/xdsserver"
 	"github.com/trellis-mesh/trellis/internal/discovery"
 	"github.com/trellis-mesh/trellis/internal/discovery/file"
@@ -72,7 +73,11 @@ type Options struct {
 	// the implicit default mesh (no Mesh object); a Mesh's
 	// spec.mtls.certificateTTL decides for its own. Zero means 24h.
 	LeafTTL time.Duration
-	Logger  *slog.Logger
+	// Telemetry tunes the golden-metrics aggregator (resolution,
+	// retention, series cap; zero values are its defaults). Its Resolver
+	// is set by New.
+	Telemetry telemetry.Options
+	Logger    *slog.Logger
 }
 
 // Control is a running control-plane replica.
@@ -87,6 +92,7 @@ type Control struct {
 	live  *liveness
 	ca    *meshca.Manager
 	prom  *prometheus.Registry
+	stats *telemetry.Aggregator
 	now   func() time.Time
 	ctx   context.Context
 
@@ -142,6 +148,14 @@ func New(opts Options) (*Control, error) {
 	c.rec = newReconciler(c.store, c.xds, c.log)
 	c.prom = prometheus.NewRegistry()
 	c.prom.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	topts := opts.Telemetry
+	topts.Resolver = meshResolver{c.rec}
+	if c.stats, err = telemetry.New(topts); err != nil {
+		c.apiLn.Close()
+		c.xdsLn.Close()
+		return nil, err
+	}
+	c.prom.MustRegister(c.stats.Collector())
 	if c.ca, err = meshca.New(meshca.Options{
 		Store: c.store, LeafTTL: opts.LeafTTL, ProxiesBehind: c.proxiesBehindBundle,
 		Gauge: metrics.NewIdentity(c.prom), Logger: c.log,
@@ -237,7 +251,7 @@ func (c *Control) Run(ctx context.Context) error {
 	defer cancel()
 	c.ctx = ctx
 	api := &http.Server{
-		Handler:           server.New(server.Options{Manager: c.mgr, Token: c.token, Describer: c.rec, Identity: c.ca, Metrics: c.prom, Logger: c.log}),
+		Handler:           server.New(server.Options{Manager: c.mgr, Token: c.token, Describer: c.rec, Identity: c.ca, Metrics: c.prom, Stats: c.stats, Logger: c.log}),
 		ReadHeaderTimeout: 10 * time.Second,
 	}
 	g := grpc.NewServer(
@@ -250,6 +264,7 @@ func (c *Control) Run(ctx context.Context) error {
 	)
 	c.xds.Register(g)
 	c.ca.Register(g)
+	telemetry.NewService(c.stats, c.log).Register(g)
 
 	errc := make(chan error, 3)
 	var wg sync.WaitGroup

@@ -48,7 +48,9 @@ type Proxy struct {
 	clusters  *cluster.Manager
 	listeners *listener.Manager
 	tracers   *trace.Manager // span exporters; outlive snapshots
-	started   time.Time
+	// statsSinks push metrics to the bootstrap's stats_sinks (statsink.go).
+	statsSinks statsSinks
+	started    time.Time
 
 	mu       sync.Mutex // serializes Apply
 	current  atomic.Pointer[snapshot]
@@ -80,6 +82,7 @@ func New(opts Options) *Proxy {
 		clusters: cluster.NewManager(reg, opts.Logger), started: time.Now(),
 	}
 	p.tracers = trace.NewManager(opts.Logger)
+	reg.Prom.MustRegister(&mtlsCollector{p: p})
 	p.listeners = listener.NewManager(opts.Logger, reg)
 	p.listeners.DrainTimeout = opts.DrainTimeout
 	return p
@@ -146,6 +149,10 @@ func (p *Proxy) apply(b *bootstrapv3.Bootstrap, dryRun bool) error {
 	if len(errs) > 0 {
 		return errors.Join(errs...)
 	}
+	sinks, flush, err := checkStatsSinks(b, set)
+	if err != nil {
+		return err
+	}
 	if dryRun {
 		return nil
 	}
@@ -164,6 +171,7 @@ func (p *Proxy) apply(b *bootstrapv3.Bootstrap, dryRun bool) error {
 		v = prev.version + 1
 	}
 	p.current.Store(&snapshot{bootstrap: b, clusters: set, version: v, applied: time.Now()})
+	p.updateStatsSinks(b, sinks, flush)
 	p.log.Info("configuration applied", "version", v, "listeners", len(ls), "clusters", len(set.All()))
 	return nil
 }
@@ -233,6 +241,7 @@ func (p *Proxy) Shutdown(ctx context.Context) {
 	ctx, cancel := context.WithTimeout(ctx, p.opts.DrainTimeout)
 	defer cancel()
 	p.listeners.Shutdown(ctx)
+	p.stopStatsSinks()
 	p.clusters.Close()
 	_ = p.tracers.Shutdown(ctx) // flushes queued spans within the drain bound
 	if p.adminSrv != nil {

@@ -10,6 +10,7 @@
 //	GET    /metrics                            Prometheus, no token needed
 //	POST   /api/v1/tokens, GET /api/v1/tokens, POST /api/v1/tokens/{id}/revoke,
 //	POST   /api/v1/ca/rotate, GET /api/v1/ca/{mesh}   identity (identity.go)
+//	GET    /api/v1/stats, GET /api/v1/edges    golden metrics (stats.go)
 //	GET    /debug/pprof/...                    Go's profiler
 //
 // Errors are JSON objects {"error": "...", "details": [...]} with 400 for a
@@ -57,7 +58,10 @@ type Options struct {
 	// Metrics is served at GET /metrics, without a token; nil leaves the
 	// endpoint out.
 	Metrics prometheus.Gatherer
-	Logger  *slog.Logger
+	// Stats serves the golden-metrics endpoints (stats.go); nil leaves
+	// them out.
+	Stats  Stats
+	Logger *slog.Logger
 }
 
 // Describe is the answer of the describe endpoint.
@@ -101,6 +105,7 @@ func New(o Options) http.Handler {
 	mux.Handle("GET /api/v1/{kind}/{name}/describe", a.auth(a.describe))
 	mux.Handle("DELETE /api/v1/{kind}/{name}", a.auth(a.delete))
 	a.identityRoutes(mux)
+	a.statsRoutes(mux)
 	return mux
 }
 

@@ -77,7 +77,6 @@ type Aggregator struct {
 	dropped uint64
 	swept   int64 // interval of the last sweep
 	pushes  uint64
-	unknown uint64 // pushes from proxies without a Dataplane
 }
 
 // Kind is what a series describes.

@@ -10,6 +10,7 @@ import (
 	// proxy (see DESIGN.md on the sidecar's footprint).
 	_ "github.com/envoyproxy/go-control-plane/contrib/envoy/extensions/filters/network/kafka_broker/v3"
 	_ "github.com/envoyproxy/go-control-plane/envoy/config/bootstrap/v3"
+	_ "github.com/envoyproxy/go-control-plane/envoy/config/metrics/v3"
 	_ "github.com/envoyproxy/go-control-plane/envoy/config/trace/v3"
 	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/access_loggers/file/v3"
 	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/access_loggers/stream/v3"
@@ -36,7 +37,9 @@ import (
 // from this table (see TestDocsInSync).
 var supported = map[protoreflect.FullName]fieldSet{
 	// Bootstrap.
-	"envoy.config.bootstrap.v3.Bootstrap":                 set("node", "admin", "static_resources"),
+	"envoy.config.bootstrap.v3.Bootstrap":                 set("node", "admin", "static_resources", "stats_sinks", "stats_flush_interval"),
+	"envoy.config.metrics.v3.StatsSink":                   set("name", "typed_config"),
+	"envoy.config.metrics.v3.MetricsServiceConfig":        set("grpc_service", "transport_api_version"),
 	"envoy.config.bootstrap.v3.Bootstrap.StaticResources": set("listeners", "clusters", "secrets"),
 	"envoy.config.bootstrap.v3.Admin":                     set("address"),
 	"envoy.config.core.v3.Node":                           set("id", "cluster", "metadata", "locality"),
