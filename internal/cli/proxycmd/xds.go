@@ -195,7 +195,7 @@ func startIdentity(ctx context.Context, address, tokenFile string, node *corev3.
 	}
 	mesh, service := ads.DataplaneIdentity(node)
 	log := root.With("component", "identity")
-	cc, err := certclient.New(certclient.Options{Conn: conn, Token: certclient.FileToken(tokenFile), Mesh: mesh, Service: service, Logger: log})
+	cc, err := certclient.New(certclient.Options{Conn: conn, Token: certclient.FileToken(tokenFile), Mesh: mesh, Service: service, Node: node.GetId(), Logger: log})
 	if err != nil {
 		conn.Close()
 		return nil, err

@@ -5,7 +5,7 @@
 //
 // Wire contract (no generated code; google.protobuf.Struct in and out, on
 // the control plane's xDS gRPC port, metadata "authorization: Bearer
-// <token>"):
+// <token>" and "trellis-node: <node id>"):
 //
 //	/trellis.identity.v1.Identity/Identify  {}                 → {"id": "spiffe://<td>/<mesh>/<service>"}
 //	/trellis.identity.v1.Identity/Sign      {"csr": b64(DER)}  → {"chain": [b64(DER), ...], "bundle": PEM, "id": "..."}
@@ -51,6 +51,9 @@ const (
 	SignMethod     = "/trellis.identity.v1.Identity/Sign"
 )
 
+// NodeMetadata is the request metadata key carrying the proxy's node id.
+const NodeMetadata = "trellis-node"
+
 // DefaultTimeout bounds one call to the control plane when
 // Options.Timeout is zero.
 const DefaultTimeout = 10 * time.Second
@@ -70,6 +73,11 @@ type Options struct {
 	// gets PermissionDenied from the control plane: the proxy must not
 	// serve under an identity its peers do not expect.
 	Mesh, Service string
+	// Node is the proxy's xDS node id, sent as the "trellis-node"
+	// metadata so the control plane's record of issued certificates (which
+	// a CA rotation waits on) replaces this proxy's earlier leaf. Empty
+	// sends none.
+	Node string
 	// Timeout bounds each call. Zero means DefaultTimeout (10s).
 	Timeout time.Duration
 	// Logger receives the fallback warning. Nil means slog.Default().
@@ -254,6 +262,9 @@ func (c *Client) call(ctx context.Context, method, tok string, req, resp *struct
 	ctx, cancel := context.WithTimeout(ctx, c.opts.Timeout)
 	defer cancel()
 	ctx = metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+tok)
+	if c.opts.Node != "" {
+		ctx = metadata.AppendToOutgoingContext(ctx, NodeMetadata, c.opts.Node)
+	}
 	if err := c.opts.Conn.Invoke(ctx, method, req, resp); err != nil {
 		return callError(method, err)
 	}

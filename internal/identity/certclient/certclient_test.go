@@ -48,10 +48,17 @@ func newClient(t *testing.T, conn grpc.ClientConnInterface, tok, mesh, service s
 func TestRenew(t *testing.T) {
 	srv := signtest.Start(t, signtest.Options{Mesh: "shop", TrustDomain: "corp.example"})
 	tok, _ := srv.Token(t, "web")
-	c := newClient(t, dial(t, srv.Addr), tok, "shop", "web")
+	c, err := certclient.New(certclient.Options{Conn: dial(t, srv.Addr), Token: func() (string, error) { return tok, nil },
+		Mesh: "shop", Service: "web", Node: "shop/web-1"})
+	if err != nil {
+		t.Fatal(err)
+	}
 	cert, err := c.Renew(context.Background())
 	if err != nil {
 		t.Fatal(err)
+	}
+	if got, _ := srv.LastNode.Load().(string); got != "shop/web-1" {
+		t.Errorf("trellis-node metadata = %q", got)
 	}
 	if got := cert.Leaf.URIs[0].String(); got != "spiffe://corp.example/shop/web" {
 		t.Errorf("leaf URI = %s", got)

@@ -220,7 +220,7 @@ func startSidecar(t *testing.T, cpAddr string, node *corev3.Node, sign *signtest
 	}
 	mesh, service := ads.DataplaneIdentity(node)
 	cc, err := certclient.New(certclient.Options{Conn: conn, Token: func() (string, error) { return tok, nil },
-		Mesh: mesh, Service: service, Logger: log})
+		Mesh: mesh, Service: service, Node: node.GetId(), Logger: log})
 	if err != nil {
 		t.Fatal(err)
 	}

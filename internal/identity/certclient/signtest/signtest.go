@@ -62,6 +62,8 @@ type Server struct {
 	Authority *identity.Authority
 	// Signed counts certificates issued; Refused counts refused calls.
 	Signed, Refused atomic.Int64
+	// LastNode is the trellis-node metadata of the last call.
+	LastNode atomic.Value
 
 	revoked atomic.Pointer[map[string]bool]
 	methods map[string]method
@@ -201,6 +203,9 @@ func (s *Server) handler(m method) func(any, context.Context, func(any) error, g
 		tok := ""
 		if v := metadata.ValueFromIncomingContext(ctx, "authorization"); len(v) == 1 {
 			tok, _ = strings.CutPrefix(v[0], "Bearer ")
+		}
+		if v := metadata.ValueFromIncomingContext(ctx, "trellis-node"); len(v) == 1 {
+			s.LastNode.Store(v[0])
 		}
 		resp, err := m(ctx, tok, req)
 		if err != nil {
