@@ -40,6 +40,11 @@ const (
 	ServiceName = "trellis.identity.v1.Identity"
 	// SignMethod is the full method name of Sign.
 	SignMethod = "/" + ServiceName + "/Sign"
+	// IdentifyMethod is the full method name of Identify: it answers
+	// {"id": "spiffe://<td>/<mesh>/<service>"}, the identity the caller's
+	// token grants, so a proxy can build its CSR without knowing the
+	// mesh's trust domain.
+	IdentifyMethod = "/" + ServiceName + "/Identify"
 	// NodeMetadata is the optional request metadata key carrying the
 	// caller's xDS node id. With it, a proxy's renewals replace its
 	// earlier leaf in the issued-leaf records that rotation progress is
@@ -51,13 +56,17 @@ const (
 // signer is the handler type of the service description.
 type signer interface {
 	sign(ctx context.Context, req *structpb.Struct) (*structpb.Struct, error)
+	identify(ctx context.Context, req *structpb.Struct) (*structpb.Struct, error)
 }
 
 var serviceDesc = grpc.ServiceDesc{
 	ServiceName: ServiceName,
 	HandlerType: (*signer)(nil),
-	Methods:     []grpc.MethodDesc{{MethodName: "Sign", Handler: signHandler}},
-	Metadata:    "trellis/identity/v1/identity.proto",
+	Methods: []grpc.MethodDesc{
+		{MethodName: "Sign", Handler: signHandler},
+		{MethodName: "Identify", Handler: identifyHandler},
+	},
+	Metadata: "trellis/identity/v1/identity.proto",
 }
 
 func signHandler(srv any, ctx context.Context, dec func(any) error, interceptor grpc.UnaryServerInterceptor) (any, error) {
@@ -72,6 +81,42 @@ func signHandler(srv any, ctx context.Context, dec func(any) error, interceptor 
 	return interceptor(ctx, in, info, func(ctx context.Context, req any) (any, error) {
 		return srv.(signer).sign(ctx, req.(*structpb.Struct))
 	})
+}
+
+func identifyHandler(srv any, ctx context.Context, dec func(any) error, interceptor grpc.UnaryServerInterceptor) (any, error) {
+	in := new(structpb.Struct)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(signer).identify(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{Server: srv, FullMethod: IdentifyMethod}
+	return interceptor(ctx, in, info, func(ctx context.Context, req any) (any, error) {
+		return srv.(signer).identify(ctx, req.(*structpb.Struct))
+	})
+}
+
+// identify answers the identity the caller's token grants.
+func (m *Manager) identify(ctx context.Context, _ *structpb.Struct) (*structpb.Struct, error) {
+	tok, err := bearer(ctx)
+	if err != nil {
+		return nil, status.Error(codes.Unauthenticated, err.Error())
+	}
+	auth, err := m.authority(m.opts.LeafTTL)
+	if err != nil {
+		return nil, status.Errorf(codes.Internal, "%v", err)
+	}
+	call := &signCall{}
+	id, _, err := auth.Authenticate(context.WithValue(ctx, callKey{}, call), tok)
+	if err != nil {
+		return nil, grpcError(err, call)
+	}
+	out, err := structpb.NewStruct(map[string]any{"id": id.String()})
+	if err != nil {
+		return nil, status.Errorf(codes.Internal, "response: %v", err)
+	}
+	return out, nil
 }
 
 // Register adds the certificate service to g (the control plane's xDS
