@@ -74,7 +74,8 @@ const Long = "Run the Trellis proxy. Its configuration is an Envoy v3 Bootstrap 
 	"the configuration without dropping connections; SIGTERM drains and exits 0.\n\n" +
 	"With --control-plane the proxy gets its listeners, routes, clusters and endpoints over\n" +
 	"ADS instead, identified by --dataplane FILE (or --node-id and --mesh); -c then only adds\n" +
-	"the admin address and static resources. See docs/proxy-xds.md."
+	"the admin address and static resources. With --token-file (or TRELLIS_TOKEN_FILE) it\n" +
+	"obtains and rotates its mesh certificate for mutual TLS. See docs/proxy-xds.md."
 
 // FlagSet is what *flag.FlagSet and cobra's *pflag.FlagSet have in common,
 // so the lean binary can parse the same flags without linking cobra.

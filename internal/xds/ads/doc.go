@@ -16,6 +16,15 @@
 // every response that took part; failure NACKs them with the error text
 // and the proxy keeps serving its last good configuration.
 //
+// Secrets (SDS): the TLS contexts' SdsSecretConfigs with an ads
+// sds_config are subscribed to by name on the same stream, made name-only,
+// and their Secrets put into static_resources.secrets; Secrets are put in
+// use on arrival (the served configuration re-applied when one it names
+// changes) and ACKed then. IdentitySecret ("trellis-identity") is the
+// proxy's own certificate, handed over with SetIdentity (from the
+// certificate rotator) and never requested; a configuration naming a
+// secret that is not there yet is held whole, the previous one serving.
+//
 // Static stability: when the stream fails the proxy keeps serving; the
 // client reconnects with exponential back-off and full jitter, re-sending
 // its subscriptions with the last ACKed versions. With a cache file the
@@ -24,5 +33,5 @@
 //
 // Concurrency: a Client's stream is handled by one goroutine; responses are
 // processed serially, in order. The Applier is called from that goroutine
-// only.
+// only. SetIdentity may be called from any goroutine.
 package ads
