@@ -104,6 +104,12 @@ func Run(ctx context.Context, o Options) (err error) {
 		o.Log = io.Discard
 	}
 	logw := &syncWriter{w: o.Log}
+	toured := false
+	defer func() {
+		if toured {
+			fmt.Fprintln(o.Out, "demo stopped")
+		}
+	}()
 	dir, err := os.MkdirTemp("", "trellis-demo-")
 	if err != nil {
 		return err
@@ -211,7 +217,7 @@ func Run(ctx context.Context, o Options) (err error) {
 		}
 		sidecars = append(sidecars, s)
 	}
-	entry := ins[len(ins)-1].outboundURL("frontend") + "/"
+	entry := ins[0].outboundURL("frontend") + "/"
 	if err := waitReady(startCtx, cl, ins, entry); err != nil {
 		if ctx.Err() != nil {
 			return nil // stopped while starting
@@ -230,6 +236,7 @@ func Run(ctx context.Context, o Options) (err error) {
 		dir: dir, api: apiURL, xds: xdsAddr, entry: entry, applied: applied, ins: ins, rate: o.Rate,
 		config: cc.describe(filepath.Join(dir, client.ConfigFile)), route: routePath(dir),
 	})
+	toured = true
 	select {
 	case <-ctx.Done():
 	case <-ctl.done:

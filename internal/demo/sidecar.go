@@ -30,17 +30,17 @@ type outboundPort struct {
 	port    int // on 127.0.0.1, where the application calls service
 }
 
-// instances are the demo's instances, in start order: the load generator
-// calls the frontend, which calls catalog and reviews (v1 and v2).
+// instances are the demo's instances: the load generator calls the
+// frontend, which calls catalog and reviews (v1 and v2).
 func instances() []*instance {
 	return []*instance{
+		{name: "loadgen-1", app: "loadgen", version: "v1", admin: 9901,
+			outbound: []outboundPort{{"frontend", 15080}}},
+		{name: "frontend-1", app: "frontend", version: "v1", admin: 9902, inbound: 10001,
+			outbound: []outboundPort{{"catalog", 15001}, {"reviews", 15002}}},
 		{name: "catalog-1", app: "catalog", version: "v1", admin: 9903, inbound: 10002},
 		{name: "reviews-1", app: "reviews", version: "v1", admin: 9904, inbound: 10003},
 		{name: "reviews-2", app: "reviews", version: "v2", admin: 9905, inbound: 10004},
-		{name: "frontend-1", app: "frontend", version: "v1", admin: 9902, inbound: 10001,
-			outbound: []outboundPort{{"catalog", 15001}, {"reviews", 15002}}},
-		{name: "loadgen-1", app: "loadgen", version: "v1", admin: 9901,
-			outbound: []outboundPort{{"frontend", 15080}}},
 	}
 }
 

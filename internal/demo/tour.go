@@ -44,24 +44,32 @@ func tour(w io.Writer, t tourInfo) {
 	fmt.Fprintf(tw, "  \tuntil then the control plane's API is %s\n", t.api)
 	tw.Flush()
 
-	fmt.Fprintf(w, `
-%s
-`+"`trellis`"+` below is `+"`go run ./cmd/trellis`"+` in the repository, or a binary built with `+"`go build ./cmd/trellis`"+`.
-
-Try, in another terminal:
-  curl -s %[2]s                      # the frontend, through the mesh
-  for i in $(seq 50); do curl -s -o /dev/null -w '%%header{x-demo-reviews-version}\n' %[2]s; done | sort | uniq -c
-  trellis get svc
-  trellis get dp                                # every sidecar, connected
-  trellis describe service reviews
-  trellis get httproute reviews-canary -o yaml
-  sed 's/weight: 90/weight: 50/; s/weight: 10}/weight: 50}/' %[3]s | trellis apply -f -
-                                                # the canary at 50/50: watch the load lines
-  curl -s 127.0.0.1:%[4]d/stats/prometheus | grep trellis_cluster_upstream_requests_total
-
-Ctrl-C stops everything.
-
-`, t.config, t.entry, t.route, frontendAdmin(t.ins))
+	fmt.Fprintf(w, "\n%s\n", t.config)
+	fmt.Fprintln(w, "`trellis` below is `go run ./cmd/trellis` in the repository, or a binary built with `go build ./cmd/trellis`.")
+	fmt.Fprintln(w, "\nTry, in another terminal:")
+	for _, l := range [][2]string{
+		{"curl -s " + t.entry, "the frontend, through the mesh"},
+		{"for i in $(seq 50); do curl -s -o /dev/null -w '%header{x-demo-reviews-version}\\n' " + t.entry + "; done | sort | uniq -c", ""},
+		{"trellis get svc", ""},
+		{"trellis get dp", "every sidecar, connected"},
+		{"trellis describe service reviews", ""},
+		{"trellis get httproute reviews-canary -o yaml", ""},
+		{"sed 's/weight: 90/weight: 50/; s/weight: 10}/weight: 50}/' " + t.route + " | trellis apply -f -", ""},
+		{"", "the canary at 50/50: watch the load lines"},
+		{fmt.Sprintf("curl -s 127.0.0.1:%d/stats/prometheus | grep trellis_cluster_upstream_requests_total", frontendAdmin(t.ins)), "the frontend's sidecar"},
+	} {
+		const width = 46
+		switch {
+		case l[1] == "":
+			fmt.Fprintf(w, "  %s\n", l[0])
+		case len(l[0]) > width:
+			fmt.Fprintf(w, "  %s\n  %*s  # %s\n", l[0], width, "", l[1])
+		default:
+			fmt.Fprintf(w, "  %-*s  # %s\n", width, l[0], l[1])
+		}
+	}
+	fmt.Fprintln(w, "\nCtrl-C stops everything.")
+	fmt.Fprintln(w)
 }
 
 // ports describes an instance's sidecar ports.
