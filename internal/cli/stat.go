@@ -2,16 +2,13 @@ package cli
 
 import (
 	"fmt"
-	"io"
-	"strconv"
 	"strings"
-	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/trellis-mesh/trellis/internal/cli/render"
 	"github.com/trellis-mesh/trellis/internal/control/client"
-	"github.com/trellis-mesh/trellis/internal/control/telemetry"
 )
 
 type statOptions struct {
@@ -73,7 +70,7 @@ func newStatCmd() *cobra.Command {
 				_, err := fmt.Fprintf(cmd.ErrOrStderr(), "no %s found\n", q.Kind)
 				return err
 			}
-			return renderStats(cmd.OutOrStdout(), res)
+			return render.Stats(cmd.OutOrStdout(), res)
 		},
 	}
 	o.flags(cmd)
@@ -117,103 +114,9 @@ func newEdgesCmd() *cobra.Command {
 				_, err := fmt.Fprintf(cmd.ErrOrStderr(), "no traffic in the last %s\n", res.Window)
 				return err
 			}
-			return renderEdges(cmd.OutOrStdout(), res)
+			return render.Edges(cmd.OutOrStdout(), res)
 		},
 	}
 	o.flags(cmd)
 	return cmd
-}
-
-// renderStats writes a stat answer as a table. A MESH column appears
-// when the rows span several meshes, a FROM column for client-side rows.
-func renderStats(w io.Writer, res telemetry.Result) error {
-	meshes, from := map[string]bool{}, false
-	for _, r := range res.Rows {
-		meshes[r.Mesh] = true
-		from = from || r.From != ""
-	}
-	tw := tabwriter.NewWriter(w, 0, 4, 3, ' ', 0)
-	var head []string
-	if len(meshes) > 1 {
-		head = append(head, "MESH")
-	}
-	head = append(head, "NAMESPACE", "NAME")
-	if from {
-		head = append(head, "FROM")
-	}
-	fmt.Fprintln(tw, strings.Join(append(head, statHeader...), "\t"))
-	for _, r := range res.Rows {
-		var row []string
-		if len(meshes) > 1 {
-			row = append(row, r.Mesh)
-		}
-		ns, name := splitName(r.Name)
-		row = append(row, ns, name)
-		if from {
-			row = append(row, r.From)
-		}
-		fmt.Fprintln(tw, strings.Join(append(row, statCells(&r.Stats)...), "\t"))
-	}
-	return tw.Flush()
-}
-
-// renderEdges writes an edges answer as a table.
-func renderEdges(w io.Writer, res telemetry.EdgeResult) error {
-	meshes := map[string]bool{}
-	for _, e := range res.Edges {
-		meshes[e.Mesh] = true
-	}
-	tw := tabwriter.NewWriter(w, 0, 4, 3, ' ', 0)
-	var head []string
-	if len(meshes) > 1 {
-		head = append(head, "MESH")
-	}
-	fmt.Fprintln(tw, strings.Join(append(append(head, "FROM", "TO", "MTLS"), statHeader...), "\t"))
-	for _, e := range res.Edges {
-		var row []string
-		if len(meshes) > 1 {
-			row = append(row, e.Mesh)
-		}
-		row = append(row, e.From, e.To, e.MTLS)
-		fmt.Fprintln(tw, strings.Join(append(row, statCells(&e.Stats)...), "\t"))
-	}
-	return tw.Flush()
-}
-
-var statHeader = []string{"SUCCESS", "RPS", "LATENCY_P50", "LATENCY_P95", "LATENCY_P99", "TCP_CONN", "BYTES_OUT/S", "BYTES_IN/S"}
-
-func statCells(s *telemetry.Stats) []string {
-	success := "-"
-	if s.Success != nil {
-		success = strconv.FormatFloat(*s.Success*100, 'f', 2, 64) + "%"
-	}
-	return []string{success, strconv.FormatFloat(s.RPS, 'f', 1, 64), ms(s.P50), ms(s.P95), ms(s.P99),
-		strconv.FormatInt(s.TCPConnections, 10), bytesPerSecond(s.BytesSent), bytesPerSecond(s.BytesReceived)}
-}
-
-func ms(v *float64) string {
-	switch {
-	case v == nil:
-		return "-"
-	case *v < 10:
-		return strconv.FormatFloat(*v, 'f', 1, 64) + "ms"
-	}
-	return strconv.FormatFloat(*v, 'f', 0, 64) + "ms"
-}
-
-func bytesPerSecond(v float64) string {
-	for _, u := range []string{"B", "KiB", "MiB"} {
-		if v < 1024 {
-			return strconv.FormatFloat(v, 'f', 1, 64) + u
-		}
-		v /= 1024
-	}
-	return strconv.FormatFloat(v, 'f', 1, 64) + "GiB"
-}
-
-func splitName(n string) (ns, name string) {
-	if i := strings.IndexByte(n, '/'); i >= 0 {
-		return n[:i], n[i+1:]
-	}
-	return "", n
 }

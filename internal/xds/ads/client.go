@@ -75,6 +75,12 @@ type Options struct {
 	// a certificate is there; false only changes what the log says (that
 	// no token was given, so it will never be).
 	Identity bool
+	// MetricsInterval is how often the proxy's metrics are pushed to the
+	// control plane on this connection, with Envoy's metrics service (the
+	// control plane's golden metrics, docs/metrics.md). Zero means Base's
+	// stats_flush_interval, else 10 s; negative turns pushing off. Only a
+	// Proxy with Metrics() *metrics.Registry (*proxy.Proxy) is pushed.
+	MetricsInterval time.Duration
 }
 
 // Client is an ADS client feeding one proxy. Create it with New and run it
@@ -164,6 +170,7 @@ func (c *Client) Run(ctx context.Context) error {
 		return err
 	}
 	defer conn.Close()
+	defer c.runMetricsSink(ctx, conn)()
 	ads := discoveryv3.NewAggregatedDiscoveryServiceClient(conn)
 	bo := c.opts.Backoff
 	for {
