@@ -180,7 +180,10 @@ func decodeTyped(typeURL string, a *anypb.Any) (string, any, error) {
 		if sec.GetName() == IdentitySecret {
 			return sec.GetName(), nil, errors.New("name: the proxy makes this secret itself; the control plane must not send it")
 		}
-		return sec.GetName(), sec, decode.Validate(sec, "")
+		if err := decode.Validate(sec, ""); err != nil {
+			return sec.GetName(), nil, err
+		}
+		return sec.GetName(), sec, checkTrustedCA(sec)
 	}
 	return "", nil, fmt.Errorf("type %q not supported", typeURL)
 }

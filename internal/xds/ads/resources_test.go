@@ -81,6 +81,9 @@ func TestDecodeAllErrors(t *testing.T) {
 		{name: "unsupported secret field", typ: SecretType,
 			res: []*anypb.Any{yamlAny(t, "name: b\ngeneric_secret: {secret: {inline_string: x}}", &tlsv3.Secret{})},
 			err: `secret "b": generic_secret: not supported`},
+		{name: "bundle not PEM", typ: SecretType,
+			res: []*anypb.Any{yamlAny(t, "name: b\nvalidation_context: {trusted_ca: {inline_string: junk}}", &tlsv3.Secret{})},
+			err: `secret "b": validation_context.trusted_ca: want PEM certificates only`},
 		{name: "wrong type", typ: EndpointType, res: []*anypb.Any{yamlAny(t, "name: r", &routev3.RouteConfiguration{})},
 			err: `resources[0]: type "type.googleapis.com/envoy.config.route.v3.RouteConfiguration" in a eds response`},
 	} {

@@ -1,6 +1,7 @@
 package ads
 
 import (
+	"bytes"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/pem"
@@ -114,6 +115,34 @@ func rewriteSDS(path string, ts *corev3.TransportSocket, m proto.Message, common
 	}
 	ts.ConfigType = &corev3.TransportSocket_TypedConfig{TypedConfig: a}
 	return names, nil
+}
+
+// checkTrustedCA checks that an inline trusted_ca of sec holds at least
+// one PEM certificate and nothing else, so a bad bundle is NACKed as an
+// SDS update rather than failing the listeners that use it.
+func checkTrustedCA(sec *tlsv3.Secret) error {
+	ds := sec.GetValidationContext().GetTrustedCa()
+	data := ds.GetInlineBytes()
+	if s := ds.GetInlineString(); s != "" {
+		data = []byte(s)
+	}
+	if len(data) == 0 {
+		return nil // absent, or a file the proxy reads itself
+	}
+	n := 0
+	for rest := data; ; n++ {
+		var b *pem.Block
+		b, rest = pem.Decode(rest)
+		if b == nil {
+			if len(bytes.TrimSpace(rest)) > 0 || n == 0 {
+				return errors.New("validation_context.trusted_ca: want PEM certificates only")
+			}
+			return nil
+		}
+		if _, err := x509.ParseCertificate(b.Bytes); b.Type != "CERTIFICATE" || err != nil {
+			return fmt.Errorf("validation_context.trusted_ca: PEM block %d: not a certificate", n)
+		}
+	}
 }
 
 // identitySecret turns a certificate (chain and key) into the Secret the
