@@ -20,7 +20,7 @@ func newDemoCmd() *cobra.Command {
 	o := &demoOptions{}
 	cmd := &cobra.Command{
 		Use:   "demo",
-		Short: "Run the demo: a control plane, an application of four instances with their sidecars, and load",
+		Short: "Run the demo mesh: a control plane, a small application with a sidecar per instance, and load",
 		Long: "Run a whole mesh on this machine, in a temporary data directory: a control plane,\n" +
 			"the resources of examples/demo applied through its API (a Mesh, Services, a 90/10\n" +
 			"HTTPRoute canary for reviews, a TrafficPolicy), an application (frontend calling\n" +
