@@ -170,3 +170,23 @@ func BenchmarkPush(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkIndexUpdateDataplanes is a burst of 1,000 changed Dataplanes
+// (proxies connecting) in the big mesh, from a warm Index.
+func BenchmarkIndexUpdateDataplanes(b *testing.B) {
+	objs, _, _, _, idx := pushFixture()
+	next := slices.Clone(objs)
+	var changed []v1alpha1.Object
+	for i, o := range next {
+		if dp, ok := o.(*v1alpha1.Dataplane); ok && len(changed) < 2000 {
+			c := *dp // Spec's slices are shared, not changed
+			c.Spec.Address += "0"
+			next[i] = &c
+			changed = append(changed, dp, &c)
+		}
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		idx.Update(next, changed)
+	}
+}

@@ -75,9 +75,9 @@ func NewIndex(objs []v1alpha1.Object) *Index {
 }
 
 // newIndex builds the Index of objs. With prev, the Index objs were
-// changed from, and the changed objects by mesh, a Service's endpoints are
-// taken from prev when no changed object can affect them.
-func newIndex(objs []v1alpha1.Object, prev *Index, changed map[string][]v1alpha1.Object) *Index {
+// changed from, and the changes by mesh, a Service's endpoints are taken
+// from prev when the change does not affect them.
+func newIndex(objs []v1alpha1.Object, prev *Index, deltas map[string]*delta) *Index {
 	idx := &Index{meshes: map[string]*meshIndex{}}
 	mi := func(name string) *meshIndex {
 		m := idx.meshes[name]
@@ -138,10 +138,11 @@ func newIndex(objs []v1alpha1.Object, prev *Index, changed map[string][]v1alpha1
 			}
 		}
 		var pm *meshIndex
+		var d *delta
 		if prev != nil {
-			pm = prev.meshes[m.name]
+			pm, d = prev.meshes[m.name], deltas[m.name]
 		}
-		m.indexEndpoints(pm, changed[m.name])
+		m.indexEndpoints(pm, d)
 	}
 	attachPolicies(idx, policies)
 	attachRoutes(idx, https, func(s *service, r *gwv1.HTTPRoute, port int32) {
@@ -179,16 +180,16 @@ func olderFirst(a, b metav1.Object) int {
 // inbound serving P. Dataplanes reported not Ready are left out. Candidates
 // come from the rarest selector pair, so the join costs about the number of
 // matches, not services × dataplanes. With prev (the mesh's previous index)
-// a Service that no changed object can affect keeps its endpoints, and the
-// few others scan the Dataplanes.
-func (m *meshIndex) indexEndpoints(prev *meshIndex, changed []v1alpha1.Object) {
+// a Service the change d does not affect keeps its endpoints, and the few
+// others scan the Dataplanes.
+func (m *meshIndex) indexEndpoints(prev *meshIndex, d *delta) {
 	var todo []*service
 	for _, s := range m.services {
 		if len(s.spec.Selector) == 0 {
 			continue
 		}
 		if prev != nil {
-			if ps := prev.services[s.key]; ps != nil && !endpointsAffected(ps, changed) {
+			if ps := prev.services[s.key]; ps != nil && !d.endpoints[s.key] {
 				s.endpoints = ps.endpoints // read-only once built
 				continue
 			}

@@ -35,27 +35,66 @@ func (idx *Index) Update(objs, changed []v1alpha1.Object) *Index {
 		}
 		byMesh[v1alpha1.MeshOf(o)] = append(byMesh[v1alpha1.MeshOf(o)], o)
 	}
-	next := newIndex(objs, idx, byMesh)
+	deltas := map[string]*delta{}
+	for name, m := range idx.meshes {
+		deltas[name] = newDelta(m, byMesh[name])
+	}
+	next := newIndex(objs, idx, deltas)
 	for name, m := range next.meshes {
 		if old := idx.meshes[name]; old != nil && !dropped[name] {
-			m.carry(old, byMesh[name])
+			m.carry(old, deltas[name])
 		}
 	}
 	return next
 }
 
-// carry copies into m the pieces of old that changed does not affect.
-func (m *meshIndex) carry(old *meshIndex, changed []v1alpha1.Object) {
-	anyService := false
+// delta is what a change means for one mesh's pieces, worked out once:
+// a burst of a thousand Dataplanes costs a look-up of each in the selector
+// index, not a check of each against every Service.
+type delta struct {
+	// endpoints lists the Services whose endpoints may change: changed
+	// Services and those selecting a changed Dataplane (either version).
+	endpoints map[ServiceKey]bool
+	// clusters adds the Services a changed TrafficPolicy targets.
+	clusters map[ServiceKey]bool
+	// config is the changed objects other than Dataplanes: the ones
+	// routes and listeners may read.
+	config []v1alpha1.Object
+	// services reports a changed Service: the outbound HTTP port and the
+	// proxyless form read every Service of the mesh.
+	services bool
+}
+
+func newDelta(prev *meshIndex, changed []v1alpha1.Object) *delta {
+	d := &delta{endpoints: map[ServiceKey]bool{}, clusters: map[ServiceKey]bool{}}
 	for _, o := range changed {
-		if _, ok := o.(*v1alpha1.Service); ok {
-			anyService = true
+		switch o := o.(type) {
+		case *v1alpha1.Dataplane:
+			for _, s := range prev.selecting(o.Labels) {
+				d.endpoints[s.key], d.clusters[s.key] = true, true
+			}
+			continue
+		case *v1alpha1.Service:
+			d.endpoints[keyOf(o)], d.clusters[keyOf(o)], d.services = true, true, true
+		case *v1alpha1.TrafficPolicy:
+			ns := v1alpha1.NamespaceOf(o)
+			for _, t := range o.Spec.TargetRefs {
+				if t.Kind == "Service" {
+					d.clusters[ServiceKey{ns, string(t.Name)}] = true
+				}
+			}
 		}
+		d.config = append(d.config, o)
 	}
+	return d
+}
+
+// carry copies into m the pieces of old that the change does not affect.
+func (m *meshIndex) carry(old *meshIndex, d *delta) {
 	old.cache.Range(func(k, v any) bool {
 		switch k.(type) {
 		case httpAllKey, proxylessKey:
-			if !anyService && !v.(*built).fx.affectedBy(changed) {
+			if !d.services && !v.(*built).fx.affectedBy(d.config) {
 				m.cache.Store(k, v)
 			}
 		}
@@ -66,7 +105,7 @@ func (m *meshIndex) carry(old *meshIndex, changed []v1alpha1.Object) {
 		if ns == nil {
 			continue
 		}
-		clusters := !clustersAffected(os, changed)
+		clusters := !d.clusters[key]
 		os.cache.Range(func(k, v any) bool {
 			switch k.(type) {
 			case builtKey:
@@ -74,57 +113,13 @@ func (m *meshIndex) carry(old *meshIndex, changed []v1alpha1.Object) {
 					ns.cache.Store(k, v)
 				}
 			case outboundKey:
-				if !v.(*builtOutbound).fx.affectedBy(changed) {
+				if !v.(*builtOutbound).fx.affectedBy(d.config) {
 					ns.cache.Store(k, v)
 				}
 			}
 			return true
 		})
 	}
-}
-
-// endpointsAffected reports whether a change may change s's endpoints: s
-// itself or a Dataplane it selects (either version of a changed one).
-func endpointsAffected(s *service, changed []v1alpha1.Object) bool {
-	for _, o := range changed {
-		switch o := o.(type) {
-		case *v1alpha1.Service:
-			if keyOf(o) == s.key {
-				return true
-			}
-		case *v1alpha1.Dataplane:
-			if selects(s.spec.Selector, o.Labels) {
-				return true
-			}
-		}
-	}
-	return false
-}
-
-// clustersAffected reports whether a change may change s's clusters and
-// load assignments: s itself, a policy targeting it, or a Dataplane it
-// selects.
-func clustersAffected(s *service, changed []v1alpha1.Object) bool {
-	for _, o := range changed {
-		switch o := o.(type) {
-		case *v1alpha1.Service:
-			if keyOf(o) == s.key {
-				return true
-			}
-		case *v1alpha1.TrafficPolicy:
-			ns := v1alpha1.NamespaceOf(o)
-			for _, t := range o.Spec.TargetRefs {
-				if t.Kind == "Service" && (ServiceKey{ns, string(t.Name)}) == s.key {
-					return true
-				}
-			}
-		case *v1alpha1.Dataplane:
-			if selects(s.spec.Selector, o.Labels) {
-				return true
-			}
-		}
-	}
-	return false
 }
 
 // affectedBy reports whether a change may change a piece that recorded fx.
