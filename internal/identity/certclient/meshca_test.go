@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"net"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"google.golang.org/grpc"
@@ -15,9 +16,8 @@ import (
 )
 
 // TestControlPlaneService: the client against the control plane's own
-// certificate service (meshca over a bbolt store), which serves Sign
-// only: the client falls back to the default trust domain, sends its node
-// id, and gets a leaf for its identity.
+// certificate service (meshca over a bbolt store): it learns its identity
+// with Identify (no fallback), and gets a leaf for it.
 func TestControlPlaneService(t *testing.T) {
 	s, err := bolt.Open(filepath.Join(t.TempDir(), "trellis.db"), bolt.Options{NoSync: true})
 	if err != nil {
@@ -41,12 +41,13 @@ func TestControlPlaneService(t *testing.T) {
 	go func() { _ = srv.Serve(ln) }()
 	t.Cleanup(srv.Stop)
 
+	var logs syncBuffer
 	tok, err := m.CreateToken(ctx, "default", "web", 0)
 	if err != nil {
 		t.Fatal(err)
 	}
 	c, err := certclient.New(certclient.Options{Conn: dial(t, ln.Addr().String()), Token: func() (string, error) { return tok.Token, nil },
-		Node: "default/web-1", Logger: slog.New(slog.DiscardHandler)})
+		Node: "default/web-1", Logger: slog.New(slog.NewTextHandler(&logs, nil))})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -56,5 +57,8 @@ func TestControlPlaneService(t *testing.T) {
 	}
 	if got := cert.Leaf.URIs[0].String(); got != "spiffe://default.trellis.local/default/web" {
 		t.Errorf("leaf URI = %s", got)
+	}
+	if strings.Contains(logs.String(), "does not serve") {
+		t.Errorf("the client fell back to the default trust domain:\n%s", logs.String())
 	}
 }
