@@ -221,6 +221,7 @@ func (r *reconciler) recompute(changed []v1alpha1.Object, all bool) {
 		ids = append(ids, id)
 	}
 	sort.Strings(ids)
+	change := r.idx.Change(changed)
 	push := ids[:0]
 	for _, id := range ids {
 		n := r.nodes[id]
@@ -229,7 +230,7 @@ func (r *reconciler) recompute(changed []v1alpha1.Object, all bool) {
 				n.proxy.Dataplane = dp
 			}
 		}
-		if all || n.res == nil || dependsOnAny(n.res, changed) {
+		if all || n.res == nil || n.res.DependsOnChange(change) {
 			push = append(push, id)
 		}
 	}
@@ -257,15 +258,6 @@ func (r *reconciler) pushAllLocked(ids []string) {
 		})
 	}
 	wg.Wait()
-}
-
-func dependsOnAny(res *translator.Resources, changed []v1alpha1.Object) bool {
-	for _, o := range changed {
-		if res.DependsOn(o) {
-			return true
-		}
-	}
-	return false
 }
 
 // pushLocked translates one proxy's configuration and hands it to the xDS
