@@ -21,6 +21,7 @@ import (
 
 	"github.com/trellis-mesh/trellis/internal/control"
 	"github.com/trellis-mesh/trellis/internal/control/client"
+	"github.com/trellis-mesh/trellis/internal/control/telemetry"
 	"github.com/trellis-mesh/trellis/internal/store"
 	"github.com/trellis-mesh/trellis/internal/store/bolt"
 	etcdstore "github.com/trellis-mesh/trellis/internal/store/etcd"
@@ -42,6 +43,7 @@ type controlOptions struct {
 	drainTimeout     time.Duration
 	leafTTL          time.Duration
 	logLevel         string
+	stats            telemetry.Options
 }
 
 func newControlCmd() *cobra.Command {
@@ -82,6 +84,9 @@ func newControlCmd() *cobra.Command {
 	f.DurationVar(&o.drainTimeout, "drain-timeout", control.DefaultDrainTimeout, "on SIGTERM, how long to wait for the API to finish requests")
 	f.DurationVar(&o.leafTTL, "leaf-ttl", 24*time.Hour, "lifetime of proxy certificates in the default mesh without a Mesh object (a Mesh's spec.mtls.certificateTTL decides for its own)")
 	f.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
+	f.DurationVar(&o.stats.Resolution, "stats-resolution", telemetry.DefaultResolution, "width of one bucket of the golden metrics' rolling windows (trellis stat)")
+	f.DurationVar(&o.stats.Retention, "stats-retention", telemetry.DefaultRetention, "longest golden-metrics window kept")
+	f.IntVar(&o.stats.MaxSeries, "stats-max-series", telemetry.DefaultMaxSeries, "cap on golden-metrics series (services, routes, dataplanes, edges); about 11 KiB each")
 	return cmd
 }
 
@@ -135,6 +140,7 @@ func (o *controlOptions) run(ctx context.Context, stderr io.Writer) error {
 	c, err := control.New(control.Options{
 		Store: st, APIAddr: o.apiAddr, XDSAddr: o.xdsAddr, DataDir: o.dataDir, Name: o.name,
 		DisconnectGrace: o.disconnectGrace, DrainTimeout: o.drainTimeout, LeafTTL: o.leafTTL, Logger: log, DataplanesDir: o.dataplanesDir,
+		Telemetry: o.stats,
 	})
 	if err != nil {
 		return err
