@@ -27,7 +27,7 @@ func (b *builder) buildClusters() {
 	slices.Sort(names)
 	for _, name := range names {
 		ref := b.clusters[name]
-		bc := ref.s.built(ref.port, b.p.Proxyless)
+		bc := b.secured(ref.s, ref.port, ref.s.built(ref.port, b.p.Proxyless))
 		b.res.Clusters = append(b.res.Clusters, bc.cluster)
 		b.res.Endpoints = append(b.res.Endpoints, bc.endpoints)
 	}

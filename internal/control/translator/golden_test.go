@@ -42,7 +42,7 @@ func TestGolden(t *testing.T) {
 			}
 			objs := decodeObjects(t, sections["resources.yaml"])
 			p := proxyFor(t, sections["proxy.yaml"], objs)
-			res, err := Translate(NewIndex(objs), p)
+			res, err := Translate(NewIndex(objs, testBundles), p)
 			var got []byte
 			want, wantName := sections["want.yaml"], "want.yaml"
 			if err != nil {
@@ -56,7 +56,7 @@ func TestGolden(t *testing.T) {
 				if p.Dataplane != nil {
 					validateWithProxy(t, res)
 				}
-				again, err := Translate(NewIndex(objs), p)
+				again, err := Translate(NewIndex(objs, testBundles), p)
 				if err != nil || !bytes.Equal(render(t, again), got) {
 					t.Errorf("a second translation differs (err %v)", err)
 				}
@@ -141,7 +141,7 @@ func render(t testing.TB, r *Resources) []byte {
 	for _, l := range []struct {
 		name string
 		rs   []types.Resource
-	}{{"listeners", r.Listeners}, {"routes", r.Routes}, {"clusters", r.Clusters}, {"endpoints", r.Endpoints}} {
+	}{{"listeners", r.Listeners}, {"routes", r.Routes}, {"clusters", r.Clusters}, {"endpoints", r.Endpoints}, {"secrets", r.Secrets}} {
 		var items []any
 		for _, res := range l.rs {
 			js, err := protojson.MarshalOptions{UseProtoNames: true}.Marshal(res)

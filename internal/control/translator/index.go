@@ -18,6 +18,7 @@ import (
 // a new one per store change and share it between Translate calls.
 type Index struct {
 	meshes map[string]*meshIndex
+	opts   options // NewIndex's, kept by Update (mtls.go)
 }
 
 // ServiceKey names a Service by namespace and name.
@@ -42,7 +43,8 @@ type meshIndex struct {
 	// routePolicy is the layer of TrafficPolicies that target a route,
 	// merged (oldest wins); it goes over the parent Service's policy.
 	routePolicy map[routeKey]*v1alpha1.PolicySpec
-	cache       sync.Map // pieces shared by the mesh's proxies (cache.go)
+	cache       sync.Map  // pieces shared by the mesh's proxies (cache.go)
+	sec         *security // mutual TLS and access policies (mtls.go); nil: none
 }
 
 type service struct {
@@ -70,8 +72,14 @@ type endpoint struct {
 
 // NewIndex builds an Index from objs, which must already be defaulted and
 // validated. Kinds the translator does not use are ignored.
-func NewIndex(objs []v1alpha1.Object) *Index {
-	return newIndex(objs, nil, nil)
+func NewIndex(objs []v1alpha1.Object, opts ...Option) *Index {
+	var o options
+	for _, f := range opts {
+		f(&o)
+	}
+	idx := newIndex(objs, nil, nil)
+	idx.secure(objs, o)
+	return idx
 }
 
 // newIndex builds the Index of objs. With prev, the Index objs were

@@ -75,9 +75,11 @@ func (b *builder) inbound(in v1alpha1.Inbound) {
 	dp := b.p.Dataplane
 	sp := servicePortOf(in)
 	var served *service
+	var servers []*service
 	for _, s := range b.m.selecting(dp.Labels) {
 		if portOf(s.spec, sp) != nil {
 			b.res.Services[s.key] = true
+			servers = append(servers, s)
 			if served == nil {
 				served = s
 			}
@@ -90,23 +92,34 @@ func (b *builder) inbound(in v1alpha1.Inbound) {
 	}
 	name := "inbound:" + strconv.Itoa(int(in.Port))
 	b.res.Clusters = append(b.res.Clusters, inboundCluster(name, in, proto))
-	filter := b.m.inboundFilter(inboundKey{in.Port, sp, served}, func() *listenerv3.Filter {
+	key := inboundKey{in.Port, sp, served}
+	acc := b.accessOf(key, servers, proto, name)
+	mk := func() *listenerv3.Filter {
 		if isHTTP(proto) {
-			return b.inboundHCM(name, &pol)
+			return b.inboundHCM(name, &pol, acc)
 		}
 		return b.tcpProxy(name, &tcpproxyv3.TcpProxy{ClusterSpecifier: &tcpproxyv3.TcpProxy_Cluster{Cluster: name}}, &pol)
-	})
-	b.res.Listeners = append(b.res.Listeners, listener("inbound:"+dp.Spec.Address+":"+strconv.Itoa(int(in.Port)), dp.Spec.Address, in.Port, filter))
+	}
+	var filter *listenerv3.Filter
+	if len(servers) > 1 { // the key names only the first: access.go
+		filter = mk()
+	} else {
+		filter = b.m.inboundFilter(key, mk)
+	}
+	filters := append(acc.network(), filter)
+	b.res.Listeners = append(b.res.Listeners, b.inboundListener("inbound:"+dp.Spec.Address+":"+strconv.Itoa(int(in.Port)), dp.Spec.Address, in.Port, proto, filters))
 }
 
-// inboundHCM is the connection manager of an HTTP inbound: pol's rate
-// limit, then the router to the application's cluster, name.
-func (b *builder) inboundHCM(name string, pol *v1alpha1.PolicySpec) *listenerv3.Filter {
-	var filters []*hcmv3.HttpFilter
+// inboundHCM is the connection manager of an HTTP inbound: acc's RBAC
+// filters, pol's rate limit, then the router to the application's
+// cluster, name. It normalizes paths (normalizePaths).
+func (b *builder) inboundHCM(name string, pol *v1alpha1.PolicySpec, acc *access) *listenerv3.Filter {
+	filters := acc.httpFilters(name)
 	if rl := pol.RateLimit; rl != nil {
 		filters = append(filters, rateLimitFilter(name, rl))
 	}
 	h := b.hcm(name, filters)
+	normalizePaths(h)
 	h.RouteSpecifier = &hcmv3.HttpConnectionManager_RouteConfig{RouteConfig: &routev3.RouteConfiguration{
 		Name: name,
 		VirtualHosts: []*routev3.VirtualHost{{

@@ -39,6 +39,8 @@ func newObject(kind string) v1alpha1.Object {
 		return &gwv1.GRPCRoute{}
 	case "TCPRoute":
 		return &gwv1.TCPRoute{}
+	case "AccessPolicy":
+		return &v1alpha1.AccessPolicy{}
 	}
 	return nil
 }
@@ -95,6 +97,7 @@ func staticBootstrap(t testing.TB, r *Resources) *bootstrapv3.Bootstrap {
 		}
 		b.StaticResources.Clusters = append(b.StaticResources.Clusters, c)
 	}
+	inlineSecrets(t, b, r)
 	return b
 }
 

@@ -40,6 +40,9 @@ type Proxy struct {
 // read-only (clone before changing one).
 type Resources struct {
 	Listeners, Routes, Clusters, Endpoints []types.Resource
+	// Secrets holds the mesh's trust bundle (TrustBundleSecret) for a
+	// sidecar of a mesh with mutual TLS; empty otherwise (mtls.go).
+	Secrets []types.Resource
 	// Services are the Services this proxy's configuration reads (config
 	// scoping), including referenced ones that do not exist (yet).
 	Services map[ServiceKey]bool
@@ -50,6 +53,9 @@ type Resources struct {
 	httpAll   bool              // reads every HTTP service of the mesh
 	routes    map[routeKey]bool // routes read
 	selectors []map[string]string
+	access    map[ServiceKey]bool // Services whose AccessPolicies the inbounds read
+	foreign   map[string]bool     // other meshes whose trust domain they read
+	mtls      bool                // carries the mesh's trust bundle
 }
 
 // builder holds one Translate call's state.
@@ -83,7 +89,8 @@ func Translate(idx *Index, p Proxy) (*Resources, error) {
 		size = 2*len(p.Dataplane.Spec.Outbound) + len(p.Dataplane.Spec.Inbound)
 	}
 	b := &builder{m: m, p: p, clusters: make(map[string]clusterRef, size), routeCfg: map[string]bool{},
-		res: &Resources{Services: make(map[ServiceKey]bool, size), mesh: p.Mesh, routes: map[routeKey]bool{}}}
+		res: &Resources{Services: make(map[ServiceKey]bool, size), mesh: p.Mesh, routes: map[routeKey]bool{},
+			access: map[ServiceKey]bool{}, foreign: map[string]bool{}}}
 	switch {
 	case p.Dataplane != nil:
 		if got := v1alpha1.MeshOf(p.Dataplane); got != p.Mesh {
@@ -98,6 +105,7 @@ func Translate(idx *Index, p Proxy) (*Resources, error) {
 		return nil, errors.New("proxy: neither a Dataplane nor proxyless")
 	}
 	b.buildClusters()
+	b.addSecrets()
 	for k := range b.res.Services {
 		if s := m.services[k]; s != nil {
 			b.res.selectors = append(b.res.selectors, s.spec.Selector)
@@ -178,7 +186,7 @@ func resolvePort(s *v1alpha1.ServiceSpec, port int32) (int32, bool) {
 // kinds the translator ignores (false), and errs on the side of true.
 func (r *Resources) DependsOn(obj v1alpha1.Object) bool {
 	if m, ok := obj.(*v1alpha1.Mesh); ok {
-		return m.Name == r.mesh
+		return m.Name == r.mesh || r.foreign[m.Name]
 	}
 	if v1alpha1.MeshOf(obj) != r.mesh {
 		return false
@@ -206,6 +214,14 @@ func (r *Resources) DependsOn(obj v1alpha1.Object) bool {
 		ns := v1alpha1.NamespaceOf(o)
 		for _, t := range o.Spec.TargetRefs {
 			if r.Services[ServiceKey{ns, string(t.Name)}] && t.Kind == "Service" || r.routes[routeKey{string(t.Kind), ns, string(t.Name)}] {
+				return true
+			}
+		}
+		return false
+	case *v1alpha1.AccessPolicy:
+		ns := v1alpha1.NamespaceOf(o)
+		for _, t := range o.Spec.TargetRefs {
+			if r.access[ServiceKey{ns, string(t.Name)}] {
 				return true
 			}
 		}
@@ -273,6 +289,7 @@ func (r *Resources) Consistent() error {
 	names("listener", r.Listeners)
 	routes, clas := names("route configuration", r.Routes), names("load assignment", r.Endpoints)
 	names("cluster", r.Clusters)
+	errs = append(errs, r.secretErrors(names("secret", r.Secrets))...)
 	readRoutes, edsClusters := map[string]bool{}, map[string]bool{}
 	for _, x := range r.Listeners {
 		l := x.(*listenerv3.Listener)

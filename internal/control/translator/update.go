@@ -23,8 +23,13 @@ import (
 // (routes do not read endpoints). The same rules let a Service keep its
 // endpoints from idx when no changed Service or Dataplane concerns it.
 func (idx *Index) Update(objs, changed []v1alpha1.Object) *Index {
-	if idx == nil || uncached {
+	if idx == nil {
 		return NewIndex(objs)
+	}
+	if uncached {
+		next := NewIndex(objs)
+		next.secure(objs, idx.opts)
+		return next
 	}
 	byMesh := map[string][]v1alpha1.Object{}
 	dropped := map[string]bool{}
@@ -40,6 +45,7 @@ func (idx *Index) Update(objs, changed []v1alpha1.Object) *Index {
 		deltas[name] = newDelta(m, byMesh[name])
 	}
 	next := newIndex(objs, idx, deltas)
+	next.secure(objs, idx.opts)
 	for name, m := range next.meshes {
 		if old := idx.meshes[name]; old != nil && !dropped[name] {
 			m.carry(old, deltas[name])
@@ -108,7 +114,7 @@ func (m *meshIndex) carry(old *meshIndex, d *delta) {
 		clusters := !d.clusters[key]
 		os.cache.Range(func(k, v any) bool {
 			switch k.(type) {
-			case builtKey:
+			case builtKey, securedKey:
 				if clusters {
 					ns.cache.Store(k, v)
 				}
