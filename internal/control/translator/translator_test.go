@@ -51,6 +51,21 @@ spec:
   - backendRefs: [{name: backend-v2, port: 80}]
 ---
 apiVersion: trellis.dev/v1alpha1
+kind: Service
+metadata: {name: client}
+spec:
+  selector: {app: client}
+  ports: [{port: 8080}]
+---
+apiVersion: trellis.dev/v1alpha1
+kind: AccessPolicy
+metadata: {name: client-callers}
+spec:
+  targetRefs: [{group: "", kind: Service, name: client}]
+  action: ALLOW
+  rules: [{from: [{service: reporting, mesh: analytics}]}]
+---
+apiVersion: trellis.dev/v1alpha1
 kind: Dataplane
 metadata: {name: client, labels: {app: client}}
 spec:
@@ -79,6 +94,8 @@ func TestDependsOn(t *testing.T) {
 	dp := "apiVersion: trellis.dev/v1alpha1\nkind: Dataplane\nmetadata: {name: %s, labels: {%s, trellis.dev/mesh: %s}}\nspec: {address: 10.0.0.9}"
 	route := "apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {name: %s}\nspec: {parentRefs: [{kind: Service, name: %s}]}"
 	policy := "apiVersion: trellis.dev/v1alpha1\nkind: TrafficPolicy\nmetadata: {name: p}\nspec: {targetRefs: [{group: %q, kind: %s, name: %s}]}"
+	access := "apiVersion: trellis.dev/v1alpha1\nkind: AccessPolicy\nmetadata: {name: a, labels: {trellis.dev/mesh: %s}}\nspec: {targetRefs: [{group: '', kind: Service, name: %s}], action: DENY, rules: [{from: [{any: true}]}]}"
+	identity := "apiVersion: trellis.dev/v1alpha1\nkind: Dataplane\nmetadata: {name: %s, labels: {app: %s}}\nspec: {address: 10.0.0.9, identity: %s}"
 	for _, tc := range []struct {
 		name string
 		obj  v1alpha1.Object
@@ -105,6 +122,12 @@ func TestDependsOn(t *testing.T) {
 		{"policy on unrelated service", object(t, fmt.Sprintf(policy, "", "Service", "unrelated")), false},
 		{"policy on a route read", object(t, fmt.Sprintf(policy, gwv1.GroupName, "HTTPRoute", "backend")), true},
 		{"policy on another route", object(t, fmt.Sprintf(policy, gwv1.GroupName, "HTTPRoute", "x")), false},
+		{"access policy on an inbound's service", object(t, fmt.Sprintf(access, "default", "client")), true},
+		{"access policy on an outbound service", object(t, fmt.Sprintf(access, "default", "backend")), false},
+		{"access policy of another mesh", object(t, fmt.Sprintf(access, "other", "client")), false},
+		{"mesh of a policy's source", &v1alpha1.Mesh{ObjectMeta: metav1.ObjectMeta{Name: "analytics"}}, true},
+		{"identity of a backend instance", object(t, fmt.Sprintf(identity, "backend-7", "backend", "backend-canary")), true},
+		{"identity of an unrelated instance", object(t, fmt.Sprintf(identity, "u-7", "unrelated", "x")), false},
 		{"unknown kind", &gwv1.Gateway{ObjectMeta: metav1.ObjectMeta{Name: "gw"}}, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
