@@ -244,6 +244,24 @@ func TestInbound(t *testing.T) {
 	})
 }
 
+// TestGRPCFailures: a gRPC answer fails by its grpc-status under HTTP 200.
+func TestGRPCFailures(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		a := newAgg(t, Options{})
+		reg := metrics.New()
+		h := reg.HTTP("inbound:8080")
+		for _, st := range []int{0, 0, 0, 0, 5, 8, 14, 13} { // NOT_FOUND and RESOURCE_EXHAUSTED are the caller's
+			h.Done(200)
+			h.DoneGRPC(st)
+		}
+		push(t, a, "default/api-1", reg)
+		time.Sleep(10 * time.Second)
+		if r := stat(t, a, Query{Kind: KindService, Name: "api"}); r.Requests != 8 || r.Success == nil || *r.Success != 0.75 {
+			t.Errorf("%+v, want 8 requests, 2 failed (UNAVAILABLE, INTERNAL)", r)
+		}
+	})
+}
+
 // TestRoutes: route numbers are kept per route (all rules and matches),
 // by caller.
 func TestRoutes(t *testing.T) {

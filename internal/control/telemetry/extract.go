@@ -17,6 +17,7 @@ const (
 	famUpMTLS      = "trellis_cluster_upstream_mtls"
 	famDsRequests  = "trellis_http_downstream_requests_total"
 	famDsDuration  = "trellis_http_downstream_request_duration_seconds"
+	famDsGRPC      = "trellis_http_downstream_grpc_requests_total"
 	famLnCx        = "trellis_listener_downstream_connections_total"
 	famLnCxActive  = "trellis_listener_downstream_connections_active"
 	famTCPBytes    = "trellis_tcp_bytes_total"
@@ -39,7 +40,7 @@ func (e *extractor) family(f *dto.MetricFamily) {
 	name := f.GetName()
 	switch name {
 	case famUpRequests, famUpDuration, famUpCx, famUpCxActive, famUpBytes, famUpMTLS,
-		famDsRequests, famDsDuration, famLnCx, famLnCxActive, famTCPBytes, famRtRequests, famRtDuration:
+		famDsRequests, famDsDuration, famDsGRPC, famLnCx, famLnCxActive, famTCPBytes, famRtRequests, famRtDuration:
 	default:
 		return
 	}
@@ -116,6 +117,14 @@ func (e *extractor) metric(fam string, m *dto.Metric) {
 				d.fail += n
 			}
 		})
+	case famDsGRPC:
+		// Counted under HTTP 200 as well: a failing grpc-status turns a
+		// success into a failure.
+		prefix, code := label(m, "stat_prefix"), label(m, "grpc_status")
+		n := e.counter(sampleKey{fam, prefix, code}, m.GetCounter().GetValue())
+		if c, _ := strconv.Atoi(code); n > 0 && grpcFailure(c) {
+			e.toInbound(prefix, func(d *delta) { d.fail += n })
+		}
 	case famDsDuration:
 		prefix := label(m, "stat_prefix")
 		if lat, ok := e.histogram(sampleKey{fam, prefix, ""}, m.GetHistogram()); ok {
@@ -306,4 +315,16 @@ func listenerPrefix(l string) string {
 		return ""
 	}
 	return inboundPrefix + l[strings.LastIndexByte(l, ':')+1:]
+}
+
+// grpcFailure tells whether a grpc-status is a failure: those that map to
+// a 5xx (UNKNOWN, DEADLINE_EXCEEDED, UNIMPLEMENTED, INTERNAL, UNAVAILABLE,
+// DATA_LOSS), as an HTTP 5xx is, while client errors such as NOT_FOUND or
+// RESOURCE_EXHAUSTED are not.
+func grpcFailure(code int) bool {
+	switch code {
+	case 2, 4, 12, 13, 14, 15:
+		return true
+	}
+	return false
 }

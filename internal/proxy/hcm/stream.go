@@ -86,6 +86,9 @@ func (s *stream) finish() {
 	}
 	c.Stats.Done(s.status)
 	c.Stats.Duration.Observe(d.Seconds())
+	if s.status == http.StatusOK && isGRPC(s.r) {
+		c.Stats.DoneGRPC(s.grpcStatus())
+	}
 	if s.route != nil {
 		rs := c.RouteStats[s.route.ID]
 		rs.Done(s.status)

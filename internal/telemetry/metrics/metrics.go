@@ -27,6 +27,7 @@ type Registry struct {
 	dsRequests *prometheus.CounterVec
 	dsActive   *prometheus.GaugeVec
 	dsDuration *prometheus.HistogramVec
+	dsGRPC     *prometheus.CounterVec
 	dsCx       *prometheus.CounterVec
 	dsCxActive *prometheus.GaugeVec
 	rtRequests *prometheus.CounterVec
@@ -68,6 +69,7 @@ func New() *Registry {
 	r.dsRequests = c("trellis_http_downstream_requests_total", "HTTP requests completed by the connection manager, by response code.", "stat_prefix", "code")
 	r.dsActive = g("trellis_http_downstream_requests_active", "HTTP requests in flight.", "stat_prefix")
 	r.dsDuration = h("trellis_http_downstream_request_duration_seconds", "Time from request start to the last response byte.", "stat_prefix")
+	r.dsGRPC = c("trellis_http_downstream_grpc_requests_total", "gRPC requests answered with HTTP 200, by grpc-status.", "stat_prefix", "grpc_status")
 	r.dsCx = c("trellis_listener_downstream_connections_total", "Connections accepted.", "listener")
 	r.dsCxActive = g("trellis_listener_downstream_connections_active", "Connections open.", "listener")
 	r.rtRequests = c("trellis_http_route_requests_total", "HTTP requests by route and response code class.", "stat_prefix", "virtual_host", "route", "code_class")
@@ -125,6 +127,7 @@ func (c *codes) Inc(code int) {
 // HTTP are the handles of one HTTP connection manager (by stat_prefix).
 type HTTP struct {
 	requests *codes
+	grpc     *codes
 	Active   prometheus.Gauge
 	Duration prometheus.Observer
 }
@@ -133,6 +136,7 @@ type HTTP struct {
 func (r *Registry) HTTP(statPrefix string) *HTTP {
 	return &HTTP{
 		requests: newCodes(r.dsRequests, statPrefix),
+		grpc:     newCodes(r.dsGRPC, statPrefix),
 		Active:   r.dsActive.WithLabelValues(statPrefix),
 		Duration: r.dsDuration.WithLabelValues(statPrefix),
 	}
@@ -140,6 +144,10 @@ func (r *Registry) HTTP(statPrefix string) *HTTP {
 
 // Done counts a completed downstream request.
 func (h *HTTP) Done(code int) { h.requests.Inc(code) }
+
+// DoneGRPC counts the grpc-status of a gRPC request answered with HTTP
+// 200 (the HTTP code is counted by Done as well).
+func (h *HTTP) DoneGRPC(status int) { h.grpc.Inc(status) }
 
 // Route are the handles of one route.
 type Route struct {
