@@ -1,4 +1,4 @@
-// Package xdsserver serves Envoy v3 xDS (LDS, RDS, CDS, EDS) to Trellis
+// Package xdsserver serves Envoy v3 xDS (LDS, RDS, CDS, EDS, SDS) to Trellis
 // proxies and to proxyless gRPC clients over ADS and the per-type services,
 // state of the world and delta, on top of go-control-plane's snapshot cache.
 //

@@ -12,6 +12,7 @@ import (
 	endpointservice "github.com/envoyproxy/go-control-plane/envoy/service/endpoint/v3"
 	listenerservice "github.com/envoyproxy/go-control-plane/envoy/service/listener/v3"
 	routeservice "github.com/envoyproxy/go-control-plane/envoy/service/route/v3"
+	secretservice "github.com/envoyproxy/go-control-plane/envoy/service/secret/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/server/sotw/v3"
@@ -46,9 +47,12 @@ type Options struct {
 }
 
 // Resources is the full configuration of one node: Envoy v3 Listeners,
-// RouteConfigurations, Clusters and ClusterLoadAssignments.
+// RouteConfigurations, Clusters and ClusterLoadAssignments, and the SDS
+// Secrets (envoy.extensions.transport_sockets.tls.v3.Secret) that its
+// TLS contexts read over ADS (secret.go).
 type Resources struct {
 	Listeners, Routes, Clusters, Endpoints []types.Resource
+	Secrets                                []types.Resource
 }
 
 // Server is an xDS management server holding one snapshot per node. Create
@@ -119,14 +123,15 @@ func cacheKey(n *corev3.Node) string {
 }
 
 // Register registers the aggregated discovery service (ADS, state of the
-// world and delta) and the listener, route, cluster and endpoint discovery
-// services on g.
+// world and delta) and the listener, route, cluster, endpoint and secret
+// discovery services on g.
 func (s *Server) Register(g *grpc.Server) {
 	discoveryv3.RegisterAggregatedDiscoveryServiceServer(g, s.xds)
 	listenerservice.RegisterListenerDiscoveryServiceServer(g, s.xds)
 	routeservice.RegisterRouteDiscoveryServiceServer(g, s.xds)
 	clusterservice.RegisterClusterDiscoveryServiceServer(g, s.xds)
 	endpointservice.RegisterEndpointDiscoveryServiceServer(g, s.xds)
+	secretservice.RegisterSecretDiscoveryServiceServer(g, s.xds)
 }
 
 // SetResources makes r the configuration of the node with the given ID and
@@ -135,7 +140,8 @@ func (s *Server) Register(g *grpc.Server) {
 // node already has. r is refused whole, and nothing changes, when a
 // resource has the wrong type, no name or a duplicate name, or when the
 // snapshot is inconsistent (an EDS cluster without its
-// ClusterLoadAssignment, a route configuration no listener names, ...).
+// ClusterLoadAssignment, a route configuration no listener names, a
+// Secret a TLS context reads over ADS missing, ...).
 // The resources must not be modified after the call.
 func (s *Server) SetResources(nodeID string, r Resources) (changed bool, err error) {
 	ns := s.lockNode(nodeID)

@@ -14,12 +14,13 @@ import (
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"google.golang.org/protobuf/proto"
 )
 
-// kind is one of the four resource types a Resources value holds, in the
+// kind is one of the resource types a Resources value holds, in the
 // order go-control-plane's ADS cache sends them.
 type kind int
 
@@ -28,6 +29,7 @@ const (
 	kindEndpoint
 	kindListener
 	kindRoute
+	kindSecret
 	numKinds
 )
 
@@ -37,6 +39,7 @@ var typeURLs = [numKinds]string{
 	kindEndpoint: resource.EndpointType,
 	kindListener: resource.ListenerType,
 	kindRoute:    resource.RouteType,
+	kindSecret:   resource.SecretType,
 }
 
 // kindNames names a kind in errors, after the Envoy message.
@@ -45,6 +48,7 @@ var kindNames = [numKinds]string{
 	kindEndpoint: "cluster load assignment",
 	kindListener: "listener",
 	kindRoute:    "route configuration",
+	kindSecret:   "secret",
 }
 
 // byKind returns r's lists indexed by kind.
@@ -54,6 +58,7 @@ func (r Resources) byKind() [numKinds][]types.Resource {
 		kindEndpoint: r.Endpoints,
 		kindListener: r.Listeners,
 		kindRoute:    r.Routes,
+		kindSecret:   r.Secrets,
 	}
 }
 
@@ -150,6 +155,11 @@ func checkKind(k kind, r types.Resource) (string, error) {
 			return "", fmt.Errorf("got a RouteConfiguration, want a %s", kindNames[k])
 		}
 		name = m.GetName()
+	case *tlsv3.Secret:
+		if k != kindSecret {
+			return "", fmt.Errorf("got a Secret, want a %s", kindNames[k])
+		}
+		name = m.GetName()
 	default:
 		return "", fmt.Errorf("unsupported message %T", r)
 	}
@@ -178,6 +188,9 @@ func consistent(r Resources, same [numKinds]bool) error {
 	}
 	if !same[kindListener] || !same[kindRoute] {
 		errs = append(errs, consistentRDS(r)...)
+	}
+	if !same[kindListener] || !same[kindCluster] || !same[kindSecret] {
+		errs = append(errs, consistentSDS(r)...)
 	}
 	return errors.Join(errs...)
 }
