@@ -156,7 +156,7 @@ func (b *builder) addSecrets() {
 	}
 	b.res.mtls = true
 	if b.m.sec.bundle != nil {
-		b.res.Secrets = []types.Resource{b.m.sec.bundle}
+		b.res.Secrets, b.res.SecretsVersion = []types.Resource{b.m.sec.bundle}, b.m.sec.bundleVer
 	}
 }
 

@@ -43,6 +43,10 @@ type Resources struct {
 	// Secrets holds the mesh's trust bundle (TrustBundleSecret) for a
 	// sidecar of a mesh with mutual TLS; empty otherwise (mtls.go).
 	Secrets []types.Resource
+	// SecretsVersion is the version of the trust bundle in Secrets (the
+	// TrustBundles source's), "" without one; hand it to the xDS server
+	// as the Secrets' version.
+	SecretsVersion string
 	// Services are the Services this proxy's configuration reads (config
 	// scoping), including referenced ones that do not exist (yet).
 	Services map[ServiceKey]bool

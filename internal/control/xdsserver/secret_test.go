@@ -149,4 +149,21 @@ func TestSecretsOverADS(t *testing.T) {
 	if changed, err := srv.SetResources("sidecar", mtlsResources(t, "bundle-2")); err != nil || changed {
 		t.Fatalf("same content: changed=%v err=%v", changed, err)
 	}
+
+	// The bundle's own version as the Secrets' version: what the node
+	// acknowledges names the bundle it holds.
+	r3 := mtlsResources(t, "bundle-3")
+	r3.SecretsVersion = "roots-3"
+	if changed, err := srv.SetResources("sidecar", r3); err != nil || !changed {
+		t.Fatalf("bundle-3: changed=%v err=%v", changed, err)
+	}
+	if got := c.recv(); got.GetTypeUrl() != resource.SecretType || got.GetVersionInfo() != "roots-3" {
+		t.Fatalf("got %s version %q, want the secret at version roots-3", got.GetTypeUrl(), got.GetVersionInfo())
+	} else {
+		c.ack(got, names)
+	}
+	waitFor(t, "the ACK of roots-3", func() bool {
+		st, _ := srv.Status("sidecar")
+		return st.Types[resource.SecretType].AckedVersion == "roots-3"
+	})
 }

@@ -53,6 +53,12 @@ type Options struct {
 type Resources struct {
 	Listeners, Routes, Clusters, Endpoints []types.Resource
 	Secrets                                []types.Resource
+	// SecretsVersion, when set, is the Secrets' version instead of a hash
+	// of their content; the caller guarantees that other content gets
+	// another version. The control plane sets the trust bundle's version,
+	// so that the Secret version a node acknowledged names the bundle it
+	// holds (meshca.SameVersion).
+	SecretsVersion string
 }
 
 // Server is an xDS management server holding one snapshot per node. Create
@@ -163,6 +169,9 @@ func (s *Server) SetResources(nodeID string, r Resources) (changed bool, err err
 			}
 			return false, err
 		}
+	}
+	if r.SecretsVersion != "" && len(lists[kindSecret]) > 0 {
+		versions[kindSecret] = r.SecretsVersion
 	}
 	if ns.target != nil && ns.versions == versions {
 		return false, nil
