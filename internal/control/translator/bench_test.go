@@ -190,3 +190,48 @@ func BenchmarkIndexUpdateDataplanes(b *testing.B) {
 		idx.Update(next, changed)
 	}
 }
+
+// mtlsMesh is bigMesh with mutual TLS STRICT, a default of DENY and an
+// ALLOW AccessPolicy per Service naming its callers.
+func mtlsMesh(services, perService int) []v1alpha1.Object {
+	objs := append(bigMesh(services, perService), &v1alpha1.Mesh{ObjectMeta: metav1.ObjectMeta{Name: "default"},
+		Spec: v1alpha1.MeshSpec{AccessPolicy: &v1alpha1.MeshAccessPolicy{Default: v1alpha1.AccessDeny}}})
+	for i := range services {
+		name := fmt.Sprintf("svc-%d", i)
+		objs = append(objs, &v1alpha1.AccessPolicy{
+			ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "default"},
+			Spec: v1alpha1.AccessPolicySpec{
+				TargetRefs: []gwv1.LocalPolicyTargetReference{{Kind: "Service", Name: gwv1.ObjectName(name)}},
+				Action:     v1alpha1.AccessAllow,
+				Rules: []v1alpha1.AccessRule{{
+					From: []v1alpha1.AccessSource{{Service: fmt.Sprintf("svc-%d", (i+services-7)%services)}, {Service: fmt.Sprintf("svc-%d", (i+services-13)%services)}},
+					To:   []v1alpha1.AccessOperation{{Methods: []string{"GET"}, Paths: []v1alpha1.AccessPathMatch{{Prefix: "/api/"}}}},
+				}},
+			},
+		})
+	}
+	return objs
+}
+
+// BenchmarkPushMTLS is a fresh Index of a 1,000-service mTLS mesh with
+// access policies and the first translation of 100 of its sidecars: the
+// secured clusters (identities from the label index) and inbound RBAC
+// built once and shared.
+func BenchmarkPushMTLS(b *testing.B) {
+	objs := mtlsMesh(1000, 10)
+	var proxies []Proxy
+	for _, o := range objs {
+		if dp, ok := o.(*v1alpha1.Dataplane); ok && len(proxies) < 100 {
+			proxies = append(proxies, Proxy{Mesh: "default", Dataplane: dp})
+		}
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		idx := NewIndex(objs, testBundles)
+		for _, p := range proxies {
+			if _, err := Translate(idx, p); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+}

@@ -279,7 +279,15 @@ func (b *builder) secured(s *service, port int32, bc *builtCluster) *builtCluste
 // noIdentity when there is none.
 func (m *meshIndex) identities(s *service) []string {
 	seen := map[string]bool{}
-	for _, dp := range m.dataplanes {
+	var cands []*v1alpha1.Dataplane
+	first := true
+	byLabel := m.dataplanesByLabel()
+	for k, v := range s.spec.Selector {
+		if l := byLabel[k+"="+v]; first || len(l) < len(cands) {
+			cands, first = l, false
+		}
+	}
+	for _, dp := range cands {
 		if selects(s.spec.Selector, dp.Labels) {
 			seen["spiffe://"+m.sec.trustDomain+"/"+m.name+"/"+v1alpha1.IdentityService(dp)] = true
 		}
@@ -293,6 +301,29 @@ func (m *meshIndex) identities(s *service) []string {
 	}
 	slices.Sort(ids)
 	return ids
+}
+
+// dpLabelsKey caches the mesh's Dataplanes by label pair.
+type dpLabelsKey struct{}
+
+// dataplanesByLabel returns the mesh's Dataplanes (ready or not) by
+// "key=value" of each label, built once per Index: the identities of a
+// Service come from its rarest selector pair, not a scan of the mesh.
+func (m *meshIndex) dataplanesByLabel() map[string][]*v1alpha1.Dataplane {
+	if v, ok := m.cache.Load(dpLabelsKey{}); ok && !uncached {
+		return v.(map[string][]*v1alpha1.Dataplane)
+	}
+	idx := map[string][]*v1alpha1.Dataplane{}
+	for _, dp := range m.dataplanes {
+		for k, v := range dp.Labels {
+			idx[k+"="+v] = append(idx[k+"="+v], dp)
+		}
+	}
+	if uncached {
+		return idx
+	}
+	v, _ := m.cache.LoadOrStore(dpLabelsKey{}, idx)
+	return v.(map[string][]*v1alpha1.Dataplane)
 }
 
 // sdsNames returns the Secret names that the TLS context of ts reads over
