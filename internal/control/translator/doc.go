@@ -1,6 +1,9 @@
 // Package translator turns mesh resources (Mesh, Service, Dataplane,
-// TrafficPolicy and the Gateway API routes HTTPRoute, GRPCRoute and TCPRoute)
-// into the Envoy v3 resources (LDS, RDS, CDS, EDS) one proxy needs.
+// TrafficPolicy, AccessPolicy and the Gateway API routes HTTPRoute,
+// GRPCRoute and TCPRoute) into the Envoy v3 resources (LDS, RDS, CDS, EDS,
+// and SDS for the trust bundle of a mesh with mutual TLS) one proxy needs.
+// Mutual TLS follows the Mesh's spec.mtls.mode (mtls.go); AccessPolicies
+// become RBAC filters on the inbound listeners (access.go).
 //
 // It sits between the store and the xDS server: on every store change the
 // control plane builds one Index from all stored objects, asks each

@@ -274,7 +274,9 @@ func mustAny(m proto.Message) *anypb.Any {
 // Consistent checks that the output is self-contained: names are unique
 // per type, every route configuration a listener reads over RDS (in a
 // filter chain or an API listener) is present and read, and every EDS
-// cluster has its load assignment and no load assignment is left over. Use
+// cluster has its load assignment and no load assignment is left over,
+// and every Secret a TLS context reads over ADS (trellis-identity aside,
+// which the proxy makes) is present and read. Use
 // it instead of go-control-plane's Snapshot.Consistent, which does not
 // follow API listeners (the proxyless form).
 func (r *Resources) Consistent() error {
