@@ -31,7 +31,7 @@ func (m meshResolver) Proxy(nodeID string) (telemetry.Proxy, bool) {
 		return telemetry.Proxy{}, false
 	}
 	mesh := v1alpha1.MeshOf(dp)
-	p := telemetry.Proxy{Mesh: mesh, Dataplane: ns + "/" + name, Service: ns + "/" + identityService(dp), Inbound: map[string][]string{}}
+	p := telemetry.Proxy{Mesh: mesh, Dataplane: ns + "/" + name, Service: ns + "/" + v1alpha1.IdentityService(dp), Inbound: map[string][]string{}}
 	for _, in := range dp.Spec.Inbound {
 		sp := in.ServicePort
 		if sp == 0 {
@@ -60,16 +60,6 @@ func (m meshResolver) Services() []telemetry.ServiceRef {
 		}
 	}
 	return out
-}
-
-// identityService is the service a Dataplane's traffic is attributed to:
-// its app label, else its name. (The identity work's spec.identity, once
-// it lands, should come first: v1alpha1.IdentityService.)
-func identityService(dp *v1alpha1.Dataplane) string {
-	if app := dp.Labels["app"]; app != "" {
-		return app
-	}
-	return dp.Name
 }
 
 // selects is the translator's rule: an empty selector selects nothing.
