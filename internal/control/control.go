@@ -29,6 +29,7 @@ import (
 	"github.com/trellis-mesh/trellis/internal/control/meshca"
 	"github.com/trellis-mesh/trellis/internal/control/server"
 	"github.com/trellis-mesh/trellis/internal/control/telemetry"
+	"github.com/trellis-mesh/trellis/internal/control/translator"
 	"github.com/trellis-mesh/trellis/internal/control/xdsserver"
 	"github.com/trellis-mesh/trellis/internal/discovery"
 	"github.com/trellis-mesh/trellis/internal/discovery/file"
@@ -91,10 +92,12 @@ type Control struct {
 	reg   *registrar
 	live  *liveness
 	ca    *meshca.Manager
-	prom  *prometheus.Registry
-	stats *telemetry.Aggregator
-	now   func() time.Time
-	ctx   context.Context
+	// ensuring holds the meshes whose CA is being created.
+	ensuring sync.Map
+	prom     *prometheus.Registry
+	stats    *telemetry.Aggregator
+	now      func() time.Time
+	ctx      context.Context
 
 	apiLn, xdsLn net.Listener
 	token        string
@@ -164,6 +167,9 @@ func New(opts Options) (*Control, error) {
 		c.xdsLn.Close()
 		return nil, err
 	}
+	c.rec.indexOpts = []translator.Option{translator.WithTrustBundles(c.ca.Bundle)}
+	c.rec.ensureCA = c.ensureCA
+	c.ca.Subscribe(func(mesh string) { go c.rec.bundleChanged(mesh) })
 	if opts.DataDir != "" {
 		cfg := client.Config{Server: "http://" + c.apiLn.Addr().String(), Token: c.token}
 		if err := client.WriteConfig(filepath.Join(opts.DataDir, client.ConfigFile), cfg); err != nil {
@@ -207,6 +213,21 @@ func (c *Control) prepareDataDir() (string, error) {
 	}
 	c.log.Info("created the admin token", "path", path)
 	return tok, nil
+}
+
+// ensureCA makes mesh's CA in the background, once at a time per mesh.
+func (c *Control) ensureCA(mesh string) {
+	if _, busy := c.ensuring.LoadOrStore(mesh, true); busy {
+		return
+	}
+	go func() {
+		defer c.ensuring.Delete(mesh)
+		ctx, cancel := context.WithTimeout(c.ctx, 30*time.Second)
+		defer cancel()
+		if _, err := c.ca.Ensure(ctx, mesh); err != nil && c.ctx.Err() == nil {
+			c.log.Error("creating the mesh's certificate authority failed; its sidecars get no new configuration", "mesh", mesh, "error", err)
+		}
+	}()
 }
 
 // Addrs returns the bound API and xDS addresses.

@@ -38,6 +38,12 @@ type reconciler struct {
 	idx   *translator.Index
 	nodes map[string]*node // proxies with an open stream to this replica
 	ready chan struct{}    // closed after the first full load
+
+	// indexOpts are the translator options of every Index (the trust
+	// bundle source); ensureCA makes an mTLS mesh's CA when it has none
+	// (asynchronously; the new bundle comes back through bundleChanged).
+	indexOpts []translator.Option
+	ensureCA  func(mesh string)
 }
 
 // node is one connected proxy.
@@ -212,7 +218,7 @@ func (r *reconciler) recompute(changed []v1alpha1.Object, all bool) {
 		objs = append(objs, o)
 	}
 	if all {
-		r.idx = translator.NewIndex(objs)
+		r.idx = translator.NewIndex(objs, r.indexOpts...)
 	} else {
 		r.idx = r.idx.Update(objs, changed)
 	}
@@ -221,6 +227,7 @@ func (r *reconciler) recompute(changed []v1alpha1.Object, all bool) {
 		ids = append(ids, id)
 	}
 	sort.Strings(ids)
+	r.ensureCAsLocked()
 	change := r.idx.Change(changed)
 	push := ids[:0]
 	for _, id := range ids {
@@ -271,6 +278,7 @@ func (r *reconciler) pushLocked(id string, n *node) {
 	n.res = res
 	changed, err := r.xds.SetResources(id, xdsserver.Resources{
 		Listeners: res.Listeners, Routes: res.Routes, Clusters: res.Clusters, Endpoints: res.Endpoints,
+		Secrets: res.Secrets, SecretsVersion: res.SecretsVersion,
 	})
 	if err != nil {
 		r.log.Error("a proxy's configuration is inconsistent; not pushed", "node", id, "error", err)
@@ -280,7 +288,46 @@ func (r *reconciler) pushLocked(id string, n *node) {
 		r.log.Debug("configuration pushed", "node", id)
 	}
 	// Keep only what DependsOn needs: the xDS server holds the resources.
-	res.Listeners, res.Routes, res.Clusters, res.Endpoints = nil, nil, nil, nil
+	res.Listeners, res.Routes, res.Clusters, res.Endpoints, res.Secrets = nil, nil, nil, nil, nil
+}
+
+// ensureCAsLocked asks for the CA of every mesh whose mutual TLS is on
+// and whose trust bundle is not there yet: until it is, the translator
+// refuses that mesh's sidecars' configuration (fail closed).
+func (r *reconciler) ensureCAsLocked() {
+	if r.ensureCA == nil {
+		return
+	}
+	for _, o := range r.objs {
+		m, ok := o.(*v1alpha1.Mesh)
+		if !ok || v1alpha1.MTLSModeOf(m) == v1alpha1.MTLSDisabled {
+			continue
+		}
+		if _, ok := r.idx.TrustBundleVersion(m.Name); !ok {
+			r.ensureCA(m.Name)
+		}
+	}
+}
+
+// bundleChanged takes a mesh's new trust bundle (its CA was made, or a
+// rotation moved on) into the index and pushes it to the proxies that
+// read it.
+func (r *reconciler) bundleChanged(mesh string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	objs := make([]v1alpha1.Object, 0, len(r.objs))
+	for _, o := range r.objs {
+		objs = append(objs, o)
+	}
+	r.idx = r.idx.Update(objs, nil)
+	var push []string
+	for id, n := range r.nodes {
+		if n.res == nil || n.res.ReadsTrustBundle(mesh) {
+			push = append(push, id)
+		}
+	}
+	sort.Strings(push)
+	r.pushAllLocked(push)
 }
 
 // addNode starts serving a proxy that opened a stream.
@@ -330,7 +377,7 @@ func (r *reconciler) Affected(ctx context.Context, obj v1alpha1.Object) ([]strin
 			objs = append(objs, o)
 		}
 	}
-	idx := translator.NewIndex(objs)
+	idx := translator.NewIndex(objs, r.indexOpts...)
 	mesh := v1alpha1.MeshOf(obj)
 	var out []string
 	for _, o := range objs {
