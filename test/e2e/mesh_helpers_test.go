@@ -243,6 +243,7 @@ type meshProxy struct {
 	p        *proc
 	admin    string // http://HOST:PORT of its admin interface
 	outbound string // for clients: http://127.0.0.1:PORT/, where the app calls api
+	inbound  string // http://127.0.0.1:PORT/, where other proxies reach this one (mutual TLS)
 }
 
 // mesh is a running mesh.
@@ -293,7 +294,7 @@ func startMesh(t *testing.T, cfg, controlPlanes string, instances ...instance) *
 		doc := dataplaneDoc(in, ports[2*i], appPort, ports[2*i+1])
 		docs = append(docs, doc)
 		files[i] = writeFile(t, m.dir, in.name+".yaml", doc)
-		m.proxies[in.name] = &meshProxy{}
+		m.proxies[in.name] = &meshProxy{inbound: fmt.Sprintf("http://127.0.0.1:%d/", ports[2*i])}
 		if in.client {
 			m.proxies[in.name].outbound = fmt.Sprintf("http://127.0.0.1:%d/", ports[2*i+1])
 		}
@@ -302,9 +303,18 @@ func startMesh(t *testing.T, cfg, controlPlanes string, instances ...instance) *
 	if n := strings.Count(out, " created\n"); n != 6+len(instances) {
 		t.Fatalf("trellis apply: %d created, want %d:\n%s", n, 6+len(instances), out)
 	}
+	// The Mesh object turns mutual TLS on (STRICT by default): each proxy
+	// gets a dataplane token for its service, as a user would hand out.
+	tokens := map[string]string{}
+	for _, in := range instances {
+		if tokens[in.app] == "" {
+			tok := strings.TrimSpace(mustCLI(t, cfg, "token", "create", "--mesh", "default", "--service", in.app))
+			tokens[in.app] = writeFile(t, m.dir, in.app+".token", tok+"\n")
+		}
+	}
 	for i, in := range instances {
 		p := start(t, "proxy", "--control-plane", controlPlanes, "--dataplane", files[i],
-			"--admin-address", "127.0.0.1:0", "--drain-timeout", "2s")
+			"--token-file", tokens[in.app], "--admin-address", "127.0.0.1:0", "--drain-timeout", "2s")
 		m.proxies[in.name].p = p
 		m.proxies[in.name].admin = "http://" + p.waitLine(`admin listening on (\S+)`)[1]
 	}

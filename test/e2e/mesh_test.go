@@ -51,6 +51,13 @@ func TestMeshCanary(t *testing.T) {
 		t.Errorf("v1 answered %d of %d requests, outside [%d, %d] for a 90%% weight", v1, n, lo, hi)
 	}
 
+	// The hop between the sidecars is mutual TLS (the Mesh is STRICT by
+	// default): a plaintext client reaching api-1's inbound port directly
+	// gets no answer from the app.
+	if body, err := call(newClient(), m.proxies["api-1"].inbound); err == nil {
+		t.Errorf("plaintext request to api-1's STRICT inbound port answered %q", body)
+	}
+
 	// (b) Shift everything to v2 and time it on every client proxy.
 	out := applyYAML(t, cp.cfg, m.dir, "route-0-100.yaml", canaryRoute(0, 100))
 	applied := time.Now()
