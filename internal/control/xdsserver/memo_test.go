@@ -16,6 +16,9 @@ import (
 func TestMemoForgetsCollectedMessages(t *testing.T) {
 	tab := &memoTable{m: map[uintptr]memoEntry{}}
 	func() {
+		// The messages stay reachable until the entries are counted, so
+		// a collection in between cannot take any early.
+		var live []types.Resource
 		for i := range 100 {
 			c := edsCluster("c", clusterv3.Cluster_ROUND_ROBIN)
 			tab.setHash(c, uint64(i))
@@ -24,11 +27,13 @@ func TestMemoForgetsCollectedMessages(t *testing.T) {
 			if h, ok := tab.hash(c); !ok || h != uint64(i) {
 				t.Fatalf("hash = %d, %v; want %d", h, ok, i)
 			}
+			live = append(live, c, l)
 		}
+		if n := tab.len(); n != 200 {
+			t.Fatalf("%d entries, want 200", n)
+		}
+		runtime.KeepAlive(live)
 	}()
-	if n := tab.len(); n != 200 {
-		t.Fatalf("%d entries, want 200", n)
-	}
 	deadline := time.Now().Add(10 * time.Second)
 	for tab.len() > 0 {
 		if time.Now().After(deadline) {

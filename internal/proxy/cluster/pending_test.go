@@ -5,6 +5,7 @@ import (
 	"errors"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -20,7 +21,7 @@ type queueEnv struct {
 	q        *connQueue
 	b        *circuit.Breaker
 	st       *metrics.Pending
-	overflow int
+	overflow atomic.Int64 // the overflow callback runs on the admitting goroutines
 }
 
 func newQueueEnv(maxConns, maxPending uint32) *queueEnv {
@@ -40,7 +41,7 @@ type result struct {
 func (e *queueEnv) start(ctx context.Context, addr string) chan result {
 	ch := make(chan result, 1)
 	go func() {
-		c, err := e.q.admit(ctx, nil, addr, e.b, e.st, func() { e.overflow++ })
+		c, err := e.q.admit(ctx, nil, addr, e.b, e.st, func() { e.overflow.Add(1) })
 		if err == nil {
 			e.q.admitted(e.b, e.st)
 		}
@@ -66,7 +67,7 @@ func ready(ch chan result) (result, bool) {
 
 func TestQueueAdmitsAtOnceWhenNotFull(t *testing.T) {
 	e := newQueueEnv(2, 2)
-	c, err := e.q.admit(context.Background(), nil, "a:1", e.b, e.st, func() { e.overflow++ })
+	c, err := e.q.admit(context.Background(), nil, "a:1", e.b, e.st, func() { e.overflow.Add(1) })
 	if c != nil || err != nil {
 		t.Fatalf("admit = %v, %v; want a slot", c, err)
 	}
@@ -77,8 +78,8 @@ func TestQueueAdmitsAtOnceWhenNotFull(t *testing.T) {
 	if p, cx := e.b.Stats(circuit.PendingRequests).Active, e.b.Stats(circuit.Connections).Active; p != 0 || cx != 1 {
 		t.Errorf("pending %d, connections %d; want 0 and 1", p, cx)
 	}
-	if e.overflow != 0 {
-		t.Errorf("connection overflows = %d, want 0", e.overflow)
+	if n := e.overflow.Load(); n != 0 {
+		t.Errorf("connection overflows = %d, want 0", n)
 	}
 }
 
@@ -112,8 +113,8 @@ func TestQueueFIFO(t *testing.T) {
 				}
 			}
 		}
-		if e.overflow != 3 {
-			t.Errorf("connection overflows = %d, want 3 (one per waiting request)", e.overflow)
+		if n := e.overflow.Load(); n != 3 {
+			t.Errorf("connection overflows = %d, want 3 (one per waiting request)", n)
 		}
 		if got := e.b.Stats(circuit.PendingRequests).Active; got != 0 {
 			t.Errorf("pending = %d after all were served, want 0", got)
