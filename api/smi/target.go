@@ -77,7 +77,7 @@ func destinationServices(id, ns, mesh string, l v1alpha1.Lookup) []string {
 		if !ok || v1alpha1.NamespaceOf(svc) != ns || v1alpha1.MeshOf(svc) != mesh || len(svc.Spec.Selector) == 0 {
 			continue
 		}
-		if slices.ContainsFunc(dps, func(dp *v1alpha1.Dataplane) bool { return selects(svc.Spec.Selector, dp.Labels) }) {
+		if slices.ContainsFunc(dps, func(dp *v1alpha1.Dataplane) bool { return v1alpha1.Selects(svc.Spec.Selector, dp.Labels) }) {
 			names = append(names, svc.Name)
 		}
 	}
@@ -86,15 +86,6 @@ func destinationServices(id, ns, mesh string, l v1alpha1.Lookup) []string {
 	}
 	slices.Sort(names)
 	return slices.Compact(names)
-}
-
-func selects(selector, labels map[string]string) bool {
-	for k, v := range selector {
-		if l, ok := labels[k]; !ok || l != v {
-			return false
-		}
-	}
-	return true
 }
 
 // targetOperations turns a TrafficTarget's rules into AccessPolicy

@@ -29,3 +29,18 @@ func NamespaceOf(o metav1.Object) string {
 	}
 	return DefaultNamespace
 }
+
+// Selects reports whether a Service selector picks an object with labels:
+// every pair of the selector is among the labels. An empty selector
+// selects nothing (ServiceSpec.Selector).
+func Selects(selector, labels map[string]string) bool {
+	if len(selector) == 0 {
+		return false
+	}
+	for k, v := range selector {
+		if lv, ok := labels[k]; !ok || lv != v {
+			return false
+		}
+	}
+	return true
+}

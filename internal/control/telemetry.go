@@ -40,7 +40,7 @@ func (m meshResolver) Proxy(nodeID string) (telemetry.Proxy, bool) {
 		prefix := "inbound:" + strconv.Itoa(int(in.Port))
 		for _, o := range m.r.objs {
 			s, ok := o.(*v1alpha1.Service)
-			if !ok || v1alpha1.MeshOf(s) != mesh || !selects(s.Spec.Selector, dp.Labels) || !hasPort(s, sp) {
+			if !ok || v1alpha1.MeshOf(s) != mesh || !v1alpha1.Selects(s.Spec.Selector, dp.Labels) || !hasPort(s, sp) {
 				continue
 			}
 			p.Inbound[prefix] = append(p.Inbound[prefix], v1alpha1.NamespaceOf(s)+"/"+s.Name)
@@ -60,19 +60,6 @@ func (m meshResolver) Services() []telemetry.ServiceRef {
 		}
 	}
 	return out
-}
-
-// selects is the translator's rule: an empty selector selects nothing.
-func selects(selector, labels map[string]string) bool {
-	if len(selector) == 0 {
-		return false
-	}
-	for k, v := range selector {
-		if lv, ok := labels[k]; !ok || lv != v {
-			return false
-		}
-	}
-	return true
 }
 
 func hasPort(s *v1alpha1.Service, p int32) bool {

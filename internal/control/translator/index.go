@@ -244,7 +244,7 @@ func (m *meshIndex) indexEndpoints(prev *meshIndex, d *delta) {
 // addEndpoints adds the candidates s selects to its endpoints.
 func (s *service) addEndpoints(cands []*v1alpha1.Dataplane) {
 	for _, dp := range cands {
-		if !selects(s.spec.Selector, dp.Labels) {
+		if !v1alpha1.Selects(s.spec.Selector, dp.Labels) {
 			continue
 		}
 		for _, in := range dp.Spec.Inbound {
@@ -292,25 +292,13 @@ func (m *meshIndex) selecting(labels map[string]string) []*service {
 	var out []*service
 	for _, pair := range selectorPairs(labels) {
 		for _, s := range m.bySelector[pair] {
-			if selects(s.spec.Selector, labels) {
+			if v1alpha1.Selects(s.spec.Selector, labels) {
 				out = append(out, s)
 			}
 		}
 	}
 	slices.SortFunc(out, func(a, b *service) int { return compareKeys(a.key, b.key) })
 	return out
-}
-
-func selects(selector, labels map[string]string) bool {
-	if len(selector) == 0 {
-		return false
-	}
-	for k, v := range selector {
-		if lv, ok := labels[k]; !ok || lv != v {
-			return false
-		}
-	}
-	return true
 }
 
 func servicePortOf(in v1alpha1.Inbound) int32 {

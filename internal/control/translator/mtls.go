@@ -288,7 +288,7 @@ func (m *meshIndex) identities(s *service) []string {
 		}
 	}
 	for _, dp := range cands {
-		if selects(s.spec.Selector, dp.Labels) {
+		if v1alpha1.Selects(s.spec.Selector, dp.Labels) {
 			seen["spiffe://"+m.sec.trustDomain+"/"+m.name+"/"+v1alpha1.IdentityService(dp)] = true
 		}
 	}

@@ -203,13 +203,13 @@ func (r *Resources) DependsOn(obj v1alpha1.Object) bool {
 		if r.httpAll && slices.ContainsFunc(o.Spec.Ports, func(p v1alpha1.ServicePort) bool { return isHTTP(protocolOf(&p)) }) {
 			return true
 		}
-		return r.self != nil && selects(o.Spec.Selector, r.labels) // it may serve an inbound
+		return r.self != nil && v1alpha1.Selects(o.Spec.Selector, r.labels) // it may serve an inbound
 	case *v1alpha1.Dataplane:
 		if r.self != nil && *r.self == keyOf(o) {
 			return true
 		}
 		for _, sel := range r.selectors {
-			if selects(sel, o.Labels) {
+			if v1alpha1.Selects(sel, o.Labels) {
 				return true // an endpoint of a Service read
 			}
 		}
