@@ -38,12 +38,8 @@ func (m meshResolver) Proxy(nodeID string) (telemetry.Proxy, bool) {
 			sp = in.Port
 		}
 		prefix := "inbound:" + strconv.Itoa(int(in.Port))
-		for _, o := range m.r.objs {
-			s, ok := o.(*v1alpha1.Service)
-			if !ok || v1alpha1.MeshOf(s) != mesh || !v1alpha1.Selects(s.Spec.Selector, dp.Labels) || !hasPort(s, sp) {
-				continue
-			}
-			p.Inbound[prefix] = append(p.Inbound[prefix], v1alpha1.NamespaceOf(s)+"/"+s.Name)
+		for _, k := range m.r.idx.ServicesServing(dp, sp) {
+			p.Inbound[prefix] = append(p.Inbound[prefix], k.String())
 		}
 	}
 	return p, true
@@ -60,13 +56,4 @@ func (m meshResolver) Services() []telemetry.ServiceRef {
 		}
 	}
 	return out
-}
-
-func hasPort(s *v1alpha1.Service, p int32) bool {
-	for _, sp := range s.Spec.Ports {
-		if sp.Port == p {
-			return true
-		}
-	}
-	return false
 }

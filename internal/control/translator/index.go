@@ -413,3 +413,20 @@ func attachPolicies(idx *Index, policies []*v1alpha1.TrafficPolicy) {
 		mergePolicy(&s.policy, layer) // copy-on-write: the mesh defaults stay intact
 	}
 }
+
+// ServicesServing returns the Services of dp's mesh that dp serves on
+// servicePort: their selector picks dp and they have that port. Sorted by
+// namespace and name; found through the selector index, not a scan.
+func (idx *Index) ServicesServing(dp *v1alpha1.Dataplane, servicePort int32) []ServiceKey {
+	m := idx.meshes[v1alpha1.MeshOf(dp)]
+	if m == nil {
+		return nil
+	}
+	var out []ServiceKey
+	for _, s := range m.selecting(dp.Labels) {
+		if portOf(s.spec, servicePort) != nil {
+			out = append(out, s.key)
+		}
+	}
+	return out
+}
