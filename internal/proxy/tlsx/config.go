@@ -92,6 +92,11 @@ func ServerConfig(c *tlsv3.DownstreamTlsContext, s Secrets) (*tls.Config, error)
 	return cfg, nil
 }
 
+// DefaultSessionCacheSize is how many servers (by sni, or by address without
+// one) an upstream TLS context remembers a session for when
+// max_session_keys is not set.
+const DefaultSessionCacheSize = 64
+
 // ClientConfig builds the config a cluster originates TLS with. Errors name
 // the field path relative to c.
 //
@@ -102,6 +107,10 @@ func ServerConfig(c *tlsv3.DownstreamTlsContext, s Secrets) (*tls.Config, error)
 // match; the hostname is never checked. InsecureSkipVerify is always true on
 // the result because verification happens in VerifyConnection; do not clear
 // it.
+//
+// TLS sessions are resumed unless max_session_keys is 0: the config carries
+// a ClientSessionCache of max_session_keys entries (DefaultSessionCacheSize
+// when unset), one entry per server name.
 //
 // ServerName is sni (empty: no SNI is sent). At most one client certificate
 // may be given, as in Envoy. Versions default to TLS 1.2 through 1.3, where
@@ -127,6 +136,19 @@ func ClientConfig(c *tlsv3.UpstreamTlsContext, s Secrets) (*tls.Config, error) {
 	}
 	cfg.ServerName = c.GetSni()
 	cfg.InsecureSkipVerify = true
+	// Session resumption, as Envoy's max_session_keys (default on, 0
+	// disables). crypto/tls keeps one session per server name (per address
+	// without sni) and still calls VerifyConnection on a resumed
+	// connection, with the peer certificates of the original handshake.
+	// The cache belongs to this config: a new snapshot with other
+	// certificates or trust builds a new config and so starts empty.
+	if n := c.GetMaxSessionKeys(); n == nil || n.GetValue() > 0 {
+		size := DefaultSessionCacheSize
+		if n != nil {
+			size = int(min(n.GetValue(), 1<<16))
+		}
+		cfg.ClientSessionCache = tls.NewLRUClientSessionCache(size)
+	}
 	if v != nil {
 		v.usage = x509.ExtKeyUsageServerAuth
 		v.requireCert = true

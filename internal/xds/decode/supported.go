@@ -68,7 +68,7 @@ var supported = map[protoreflect.FullName]fieldSet{
 
 	// TLS.
 	"envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext": set("common_tls_context", "require_client_certificate"),
-	"envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext":   set("common_tls_context", "sni"),
+	"envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext":   set("common_tls_context", "sni", "max_session_keys"),
 	"envoy.extensions.transport_sockets.tls.v3.CommonTlsContext": set("tls_params", "tls_certificates",
 		"tls_certificate_sds_secret_configs", "validation_context", "validation_context_sds_secret_config",
 		"combined_validation_context", "alpn_protocols"),
