@@ -21,11 +21,13 @@ import (
 type clientOptions struct {
 	server string
 	token  string
+	caFile string
 }
 
 func (c *clientOptions) bind(f *pflag.FlagSet) {
 	f.StringVar(&c.server, "server", "", "control-plane API URL (default: TRELLIS_SERVER, the client config, or "+client.DefaultServer+")")
 	f.StringVar(&c.token, "token", "", "API token (default: TRELLIS_TOKEN or the client config)")
+	f.StringVar(&c.caFile, "ca-file", "", "PEM CA certificate an https server must chain to, e.g. the control plane's ca.crt (default: TRELLIS_CA_FILE or the client config)")
 }
 
 func (c *clientOptions) client() (*client.Client, error) {
@@ -38,6 +40,9 @@ func (c *clientOptions) client() (*client.Client, error) {
 	}
 	if c.token != "" {
 		cfg.Token = c.token
+	}
+	if c.caFile != "" {
+		cfg.CAFile, cfg.CA = c.caFile, ""
 	}
 	return client.New(cfg)
 }

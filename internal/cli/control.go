@@ -44,6 +44,9 @@ type controlOptions struct {
 	leafTTL          time.Duration
 	logLevel         string
 	stats            telemetry.Options
+	tls              string
+	tlsSANs          []string
+	tlsCert, tlsKey  string
 }
 
 func newControlCmd() *cobra.Command {
@@ -83,6 +86,11 @@ func newControlCmd() *cobra.Command {
 	f.DurationVar(&o.disconnectGrace, "disconnect-grace", control.DefaultDisconnectGrace, "how long a proxy may stay disconnected before its endpoints are withdrawn")
 	f.DurationVar(&o.drainTimeout, "drain-timeout", control.DefaultDrainTimeout, "on SIGTERM, how long to wait for the API to finish requests")
 	f.DurationVar(&o.leafTTL, "leaf-ttl", 24*time.Hour, "lifetime of proxy certificates in the default mesh without a Mesh object (a Mesh's spec.mtls.certificateTTL decides for its own)")
+	f.StringVar(&o.tls, "tls", string(control.TLSAuto), "serve the API and xDS over TLS: auto (on a listener that is not loopback), on (--tls alone) or off")
+	f.Lookup("tls").NoOptDefVal = string(control.TLSOn)
+	f.StringSliceVar(&o.tlsSANs, "tls-san", nil, "extra DNS names or IP addresses of the serving certificate, comma separated (the listen hosts, the host name, localhost and 127.0.0.1 are always in it)")
+	f.StringVar(&o.tlsCert, "tls-cert", "", "PEM serving certificate (chain) to use instead of one issued by the control plane's own CA")
+	f.StringVar(&o.tlsKey, "tls-key", "", "PEM key of --tls-cert")
 	f.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
 	f.DurationVar(&o.stats.Resolution, "stats-resolution", telemetry.DefaultResolution, "width of one bucket of the golden metrics' rolling windows (trellis stat)")
 	f.DurationVar(&o.stats.Retention, "stats-retention", telemetry.DefaultRetention, "longest golden-metrics window kept")
@@ -106,6 +114,17 @@ func (o *controlOptions) validate() error {
 		}
 	default:
 		errs = append(errs, fmt.Errorf("--store %q: want bolt or etcd", o.storeKind))
+	}
+	switch control.TLSMode(o.tls) {
+	case control.TLSAuto, control.TLSOn, control.TLSOff:
+	default:
+		errs = append(errs, fmt.Errorf("--tls %q: want auto, on or off", o.tls))
+	}
+	if (o.tlsCert == "") != (o.tlsKey == "") {
+		errs = append(errs, errors.New("--tls-cert and --tls-key go together"))
+	}
+	if o.tls == string(control.TLSOff) && (o.tlsCert != "" || len(o.tlsSANs) > 0) {
+		errs = append(errs, errors.New("--tls-cert and --tls-san do not go with --tls off"))
 	}
 	if o.disconnectGrace <= 0 {
 		errs = append(errs, fmt.Errorf("--disconnect-grace %s: must be positive", o.disconnectGrace))
@@ -140,13 +159,19 @@ func (o *controlOptions) run(ctx context.Context, stderr io.Writer) error {
 	c, err := control.New(control.Options{
 		Store: st, APIAddr: o.apiAddr, XDSAddr: o.xdsAddr, DataDir: o.dataDir, Name: o.name,
 		DisconnectGrace: o.disconnectGrace, DrainTimeout: o.drainTimeout, LeafTTL: o.leafTTL, Logger: log, DataplanesDir: o.dataplanesDir,
-		Telemetry: o.stats,
+		Telemetry: o.stats, TLS: control.TLSMode(o.tls), TLSSANs: o.tlsSANs, TLSCertFile: o.tlsCert, TLSKeyFile: o.tlsKey,
 	})
 	if err != nil {
 		return err
 	}
-	api, xds := c.Addrs()
-	fmt.Fprintf(stderr, "control plane: api on http://%s, xds on %s, data in %s\n", api, xds, o.dataDir)
+	_, xds := c.Addrs()
+	fmt.Fprintf(stderr, "control plane: api on %s, xds on %s, data in %s\n", c.APIURL(), xds, o.dataDir)
+	if _, xdsTLS, caPEM := c.TLS(); caPEM != nil {
+		fmt.Fprintf(stderr, "control plane: xds over TLS: %v; clients and proxies verify it with %s\n", xdsTLS, filepath.Join(o.dataDir, control.CAFile))
+	}
+	if o.tls == string(control.TLSOff) {
+		log.Warn("--tls off: the API and xDS are plaintext wherever they listen; tokens cross the network in clear")
+	}
 	return c.Run(ctx)
 }
 

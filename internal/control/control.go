@@ -22,6 +22,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/keepalive"
 
 	"github.com/trellis-mesh/trellis/internal/control/client"
@@ -78,7 +79,18 @@ type Options struct {
 	// retention, series cap; zero values are its defaults). Its Resolver
 	// is set by New.
 	Telemetry telemetry.Options
-	Logger    *slog.Logger
+	// TLS says when the API and xDS listeners serve TLS: TLSAuto (the
+	// default, "") on a listener that is not loopback, TLSOn on both,
+	// TLSOff on neither. See docs/security.md.
+	TLS TLSMode
+	// TLSSANs are extra DNS names and IP addresses of the serving
+	// certificate the control plane issues itself (besides the listen
+	// hosts, the host name, localhost and the loopback addresses).
+	TLSSANs []string
+	// TLSCertFile and TLSKeyFile, when set, are the serving certificate
+	// (PEM, chain first) and key to use instead of issuing one.
+	TLSCertFile, TLSKeyFile string
+	Logger                  *slog.Logger
 }
 
 // Control is a running control-plane replica.
@@ -101,6 +113,10 @@ type Control struct {
 
 	apiLn, xdsLn net.Listener
 	token        string
+	// tls is the serving certificate, nil when both listeners are
+	// plaintext; apiTLS and xdsTLS say which listeners use it.
+	tls            *servingTLS
+	apiTLS, xdsTLS bool
 }
 
 // New validates opts, binds both listeners and prepares the data directory;
@@ -124,6 +140,13 @@ func New(opts Options) (*Control, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
+	switch opts.TLS {
+	case "":
+		opts.TLS = TLSAuto
+	case TLSAuto, TLSOn, TLSOff:
+	default:
+		return nil, fmt.Errorf("control: TLS mode %q: want auto, on or off", opts.TLS)
+	}
 	c := &Control{opts: opts, log: opts.Logger, store: opts.Store, mgr: manager.New(opts.Store), now: time.Now, ctx: context.Background()}
 	var err error
 	if c.token, err = c.prepareDataDir(); err != nil {
@@ -135,6 +158,11 @@ func New(opts Options) (*Control, error) {
 	if c.xdsLn, err = net.Listen("tcp", opts.XDSAddr); err != nil {
 		c.apiLn.Close()
 		return nil, fmt.Errorf("xds listener: %w", err)
+	}
+	if err := c.setupTLS(); err != nil {
+		c.apiLn.Close()
+		c.xdsLn.Close()
+		return nil, err
 	}
 	if c.opts.Name == "" {
 		host, _ := os.Hostname()
@@ -171,7 +199,10 @@ func New(opts Options) (*Control, error) {
 	c.rec.ensureCA = c.ensureCA
 	c.ca.Subscribe(func(mesh string) { go c.rec.bundleChanged(mesh) })
 	if opts.DataDir != "" {
-		cfg := client.Config{Server: "http://" + c.apiLn.Addr().String(), Token: c.token}
+		cfg := client.Config{Server: c.APIURL(), Token: c.token}
+		if c.apiTLS && c.tls.caPEM != nil {
+			cfg.CAFile = filepath.Join(opts.DataDir, CAFile)
+		}
 		if err := client.WriteConfig(filepath.Join(opts.DataDir, client.ConfigFile), cfg); err != nil {
 			c.apiLn.Close()
 			c.xdsLn.Close()
@@ -230,6 +261,48 @@ func (c *Control) ensureCA(mesh string) {
 	}()
 }
 
+// setupTLS decides which listeners serve TLS and makes their certificate;
+// a control-plane CA of its own goes to DataDir/ca.crt for clients.
+func (c *Control) setupTLS() error {
+	c.apiTLS = useTLS(c.opts.TLS, c.opts.APIAddr)
+	c.xdsTLS = useTLS(c.opts.TLS, c.opts.XDSAddr)
+	if !c.apiTLS && !c.xdsTLS {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	st, err := loadServingTLS(ctx, c.store, c.opts.TLSCertFile, c.opts.TLSKeyFile,
+		[]string{c.apiLn.Addr().String(), c.xdsLn.Addr().String(), c.opts.APIAddr, c.opts.XDSAddr}, c.opts.TLSSANs)
+	if err != nil {
+		return err
+	}
+	c.tls = st
+	if st.caPEM != nil && c.opts.DataDir != "" {
+		if err := os.WriteFile(filepath.Join(c.opts.DataDir, CAFile), st.caPEM, 0o644); err != nil {
+			return fmt.Errorf("tls: %w", err)
+		}
+	}
+	return nil
+}
+
+// APIURL returns the REST API's URL: https:// when it serves TLS.
+func (c *Control) APIURL() string {
+	if c.apiTLS {
+		return "https://" + c.apiLn.Addr().String()
+	}
+	return "http://" + c.apiLn.Addr().String()
+}
+
+// TLS reports which listeners serve TLS, and the PEM of the control-plane
+// CA that issued their certificate (nil when the user gave the
+// certificate, or when neither serves TLS).
+func (c *Control) TLS() (api, xds bool, caPEM []byte) {
+	if c.tls == nil {
+		return false, false, nil
+	}
+	return c.apiTLS, c.xdsTLS, c.tls.caPEM
+}
+
 // Addrs returns the bound API and xDS addresses.
 func (c *Control) Addrs() (api, xds string) { return c.apiLn.Addr().String(), c.xdsLn.Addr().String() }
 
@@ -274,15 +347,22 @@ func (c *Control) Run(ctx context.Context) error {
 	api := &http.Server{
 		Handler:           server.New(server.Options{Manager: c.mgr, Token: c.token, Describer: c.rec, Identity: c.ca, Metrics: c.prom, Stats: c.stats, Logger: c.log}),
 		ReadHeaderTimeout: 10 * time.Second,
+		// Failed TLS handshakes (a client with the wrong CA) are logged
+		// with the rest.
+		ErrorLog: slog.NewLogLogger(c.log.Handler(), slog.LevelWarn),
 	}
-	g := grpc.NewServer(
+	gopts := []grpc.ServerOption{
 		// Stop waits for the stream handlers (and the xDS callbacks they
 		// run) to return, so nothing touches the store after Run.
 		grpc.WaitForHandlers(true),
-		grpc.MaxConcurrentStreams(1<<20),
+		grpc.MaxConcurrentStreams(1 << 20),
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
-	)
+	}
+	if c.xdsTLS {
+		gopts = append(gopts, grpc.Creds(credentials.NewTLS(c.tls.xdsTLSConfig())), grpc.StreamInterceptor(c.peerStreamInterceptor), grpc.UnaryInterceptor(c.peerUnaryInterceptor))
+	}
+	g := grpc.NewServer(gopts...)
 	c.xds.Register(g)
 	c.ca.Register(g)
 	telemetry.NewService(c.stats, c.log).Register(g)
@@ -304,7 +384,12 @@ func (c *Control) Run(ctx context.Context) error {
 		wg.Go(func() { agg.Run(ctx, src) })
 	}
 	wg.Go(func() {
-		if err := api.Serve(c.apiLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		serve := func() error { return api.Serve(c.apiLn) }
+		if c.apiTLS {
+			api.TLSConfig = c.tls.apiTLSConfig()
+			serve = func() error { return api.ServeTLS(c.apiLn, "", "") }
+		}
+		if err := serve(); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			errc <- fmt.Errorf("api: %w", err)
 		}
 	})
@@ -313,7 +398,7 @@ func (c *Control) Run(ctx context.Context) error {
 			errc <- fmt.Errorf("xds: %w", err)
 		}
 	})
-	c.log.Info("control plane serving", "api", c.apiLn.Addr().String(), "xds", c.xdsLn.Addr().String(), "name", c.opts.Name)
+	c.log.Info("control plane serving", "api", c.apiLn.Addr().String(), "xds", c.xdsLn.Addr().String(), "api_tls", c.apiTLS, "xds_tls", c.xdsTLS, "name", c.opts.Name)
 
 	var err error
 	select {

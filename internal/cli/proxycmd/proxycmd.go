@@ -45,6 +45,8 @@ type Options struct {
 	adminAddress string
 	xdsCache     string
 	tokenFile    string
+	// controlPlaneCA is the control plane's CA file: TLS to it.
+	controlPlaneCA string
 }
 
 // Check validates the flags.

@@ -2,6 +2,7 @@ package proxycmd
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -11,9 +12,11 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync/atomic"
 
 	bootstrapv3 "github.com/envoyproxy/go-control-plane/envoy/config/bootstrap/v3"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	"google.golang.org/grpc/credentials"
 
 	"github.com/trellis-mesh/trellis/internal/identity/certclient"
 	"github.com/trellis-mesh/trellis/internal/identity/rotate"
@@ -28,12 +31,13 @@ import (
 const DefaultAdminAddress = "127.0.0.1:9901"
 
 func (o *Options) bindXDS(f FlagSet) {
-	f.StringVar(&o.controlPlane, "control-plane", "", "control plane xDS address HOST:PORT (several replicas: comma separated): take the configuration over ADS (plaintext for now)")
+	f.StringVar(&o.controlPlane, "control-plane", "", "control plane xDS address HOST:PORT (several replicas: comma separated): take the configuration over ADS")
 	f.StringVar(&o.dataplane, "dataplane", "", "Dataplane document (YAML or JSON) identifying this proxy to the control plane")
 	f.StringVar(&o.nodeID, "node-id", "", "xDS node id, instead of --dataplane (NAMESPACE/NAME)")
 	f.StringVar(&o.mesh, "mesh", "", "mesh of --node-id (default \"default\")")
 	f.StringVar(&o.adminAddress, "admin-address", DefaultAdminAddress, "admin interface address with --control-plane when the bootstrap (-c) names none")
 	f.StringVar(&o.xdsCache, "xds-cache", "", "file keeping the last configuration from the control plane, served at start until the control plane answers")
+	f.StringVar(&o.controlPlaneCA, "control-plane-ca", "", "PEM CA certificate of the control plane (its data dir's ca.crt; default $"+ControlPlaneCAEnv+"): connect over TLS, verifying it, and present this proxy's mesh certificate once it has one; without it the connection is plaintext (loopback only)")
 	f.StringVar(&o.tokenFile, "token-file", "", "dataplane token file (`trellis token create`; default $"+TokenFileEnv+"): obtain and rotate this proxy's mesh certificate for mutual TLS")
 }
 
@@ -41,9 +45,13 @@ func (o *Options) bindXDS(f FlagSet) {
 // when --token-file is not set (xDS mode only).
 const TokenFileEnv = "TRELLIS_TOKEN_FILE"
 
+// ControlPlaneCAEnv names the environment variable that gives the control
+// plane's CA file when --control-plane-ca is not set (xDS mode only).
+const ControlPlaneCAEnv = "TRELLIS_CONTROL_PLANE_CA"
+
 func (o *Options) checkXDS() error {
 	if o.controlPlane == "" {
-		for flag, v := range map[string]string{"--dataplane": o.dataplane, "--node-id": o.nodeID, "--mesh": o.mesh, "--xds-cache": o.xdsCache, "--token-file": o.tokenFile} {
+		for flag, v := range map[string]string{"--dataplane": o.dataplane, "--node-id": o.nodeID, "--mesh": o.mesh, "--xds-cache": o.xdsCache, "--token-file": o.tokenFile, "--control-plane-ca": o.controlPlaneCA} {
 			if v != "" {
 				return fmt.Errorf("%s needs --control-plane", flag)
 			}
@@ -118,6 +126,28 @@ func runXDS(ctx context.Context, o *Options, hup <-chan os.Signal, stdout, stder
 		}
 	}
 
+	// The connection's credentials: TLS with the control plane's CA,
+	// presenting the proxy's certificate (set on rotation) once there is
+	// one; plaintext without a CA.
+	var (
+		creds credentials.TransportCredentials
+		cert  atomic.Pointer[tls.Certificate]
+	)
+	caFile, caSource := o.controlPlaneCA, "--control-plane-ca"
+	if caFile == "" {
+		caFile, caSource = os.Getenv(ControlPlaneCAEnv), ControlPlaneCAEnv
+	}
+	if caFile != "" {
+		pem, err := os.ReadFile(caFile)
+		if err == nil {
+			creds, err = ads.TLSCredentials(pem, cert.Load)
+		}
+		if err != nil {
+			fmt.Fprintf(stderr, "%s %s: %v\n", caSource, caFile, err)
+			return ExitCode(1)
+		}
+	}
+
 	root := o.logger(stderr)
 	log := root.With("component", "proxy")
 	p := proxy.New(proxy.Options{DrainTimeout: o.drainTimeout, Logger: log, Version: buildVersion()})
@@ -131,7 +161,7 @@ func runXDS(ctx context.Context, o *Options, hup <-chan os.Signal, stdout, stder
 	// configuration instead.
 	printed := map[string]string{}
 	c, err := ads.New(ads.Options{
-		Address: o.controlPlane, Node: node, Base: base, Proxy: p, CachePath: o.xdsCache, Identity: tokenFile != "",
+		Address: o.controlPlane, Node: node, Base: base, Proxy: p, CachePath: o.xdsCache, Identity: tokenFile != "", Credentials: creds,
 		Metrics: metrics.NewXDS(p.Metrics()), Logger: root.With("component", "xds"),
 		OnApply: func() {
 			addrs := p.ListenerAddrs()
@@ -149,7 +179,11 @@ func runXDS(ctx context.Context, o *Options, hup <-chan os.Signal, stdout, stder
 	cctx, cancel := context.WithCancel(ctx)
 	var rotating <-chan struct{}
 	if tokenFile != "" {
-		r, err := startIdentity(cctx, o.controlPlane, tokenFile, node, c, root)
+		onRotate := func(cr *tls.Certificate) {
+			cert.Store(cr) // new connections to the control plane present it
+			c.SetIdentity(cr)
+		}
+		r, err := startIdentity(cctx, o.controlPlane, creds, tokenFile, node, onRotate, root)
 		if err != nil {
 			cancel()
 			p.Shutdown(context.Background())
@@ -185,11 +219,13 @@ func runXDS(ctx context.Context, o *Options, hup <-chan os.Signal, stdout, stder
 }
 
 // startIdentity starts obtaining and rotating the proxy's certificate with
-// the token in tokenFile; each new certificate goes to the ADS client as
-// the trellis-identity secret. The returned channel closes when rotation
-// has stopped (after ctx ends).
-func startIdentity(ctx context.Context, address, tokenFile string, node *corev3.Node, c *ads.Client, root *slog.Logger) (<-chan struct{}, error) {
-	conn, err := ads.Dial(address, nil)
+// the token in tokenFile, over a connection with creds (nil: plaintext);
+// each new certificate goes to onRotate (the ADS client's
+// trellis-identity secret, and the client certificate towards the
+// control plane). The returned channel closes when rotation has stopped
+// (after ctx ends).
+func startIdentity(ctx context.Context, address string, creds credentials.TransportCredentials, tokenFile string, node *corev3.Node, onRotate func(*tls.Certificate), root *slog.Logger) (<-chan struct{}, error) {
+	conn, err := ads.Dial(address, creds)
 	if err != nil {
 		return nil, err
 	}
@@ -200,7 +236,7 @@ func startIdentity(ctx context.Context, address, tokenFile string, node *corev3.
 		conn.Close()
 		return nil, err
 	}
-	rot, err := rotate.New(rotate.Options{Renew: cc.Renew, OnRotate: c.SetIdentity, Logger: log})
+	rot, err := rotate.New(rotate.Options{Renew: cc.Renew, OnRotate: onRotate, Logger: log})
 	if err != nil {
 		conn.Close()
 		return nil, err

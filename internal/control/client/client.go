@@ -32,6 +32,12 @@ const ConfigFile = "config.yaml"
 type Config struct {
 	Server string `json:"server"`
 	Token  string `json:"token"`
+	// CAFile names a PEM file of the CA certificates an https Server's
+	// certificate must chain to (the control plane writes its own CA to
+	// ca.crt in its data directory). CA holds the same PEM inline. Neither
+	// set: the system's roots.
+	CAFile string `json:"caFile,omitempty"`
+	CA     string `json:"ca,omitempty"`
 }
 
 // DefaultDataDir returns ~/.trellis (or ./.trellis without a home).
@@ -44,7 +50,7 @@ func DefaultDataDir() string {
 
 // LoadConfig finds the client configuration: the file named by
 // TRELLIS_CONFIG, else ConfigFile in the default data directory; then
-// TRELLIS_SERVER and TRELLIS_TOKEN override it. A missing file is not an
+// TRELLIS_SERVER, TRELLIS_TOKEN and TRELLIS_CA_FILE override it. A missing file is not an
 // error: the result then points at DefaultServer without a token.
 func LoadConfig() (Config, error) {
 	c := Config{Server: DefaultServer}
@@ -67,6 +73,9 @@ func LoadConfig() (Config, error) {
 	}
 	if t := os.Getenv("TRELLIS_TOKEN"); t != "" {
 		c.Token = t
+	}
+	if f := os.Getenv("TRELLIS_CA_FILE"); f != "" {
+		c.CAFile, c.CA = f, ""
 	}
 	return c, nil
 }
@@ -98,9 +107,10 @@ func WriteConfig(path string, c Config) error {
 
 // Client is a REST client of one control plane.
 type Client struct {
-	base  *url.URL
-	token string
-	http  *http.Client
+	base   *url.URL
+	token  string
+	http   *http.Client
+	caFrom string // where the CA came from, for errors
 }
 
 // New returns a client of the API at server ("http://host:port" or
@@ -114,7 +124,20 @@ func New(c Config) (*Client, error) {
 	if err != nil || u.Host == "" {
 		return nil, fmt.Errorf("server %q: not a URL like http://127.0.0.1:7070", c.Server)
 	}
-	return &Client{base: u, token: c.Token, http: &http.Client{Timeout: 30 * time.Second}}, nil
+	hc := &http.Client{Timeout: 30 * time.Second}
+	if c.CAFile != "" || c.CA != "" {
+		if u.Scheme != "https" {
+			return nil, fmt.Errorf("server %q: a CA (caFile, ca, --ca-file, TRELLIS_CA_FILE) goes with an https:// server", c.Server)
+		}
+		tc, err := c.tlsConfig()
+		if err != nil {
+			return nil, err
+		}
+		tr := http.DefaultTransport.(*http.Transport).Clone()
+		tr.TLSClientConfig = tc
+		hc.Transport = tr
+	}
+	return &Client{base: u, token: c.Token, http: hc, caFrom: c.caSource()}, nil
 }
 
 // APIError is a non-2xx answer.
@@ -188,7 +211,7 @@ func (c *Client) do(ctx context.Context, method, path string, q url.Values, body
 	}
 	resp, err := c.http.Do(req)
 	if err != nil {
-		return fmt.Errorf("control plane at %s: %w", c.base.Host, err)
+		return c.connError(err)
 	}
 	defer resp.Body.Close()
 	data, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))

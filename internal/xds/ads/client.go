@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"slices"
 	"sort"
 	"strings"
@@ -24,6 +25,7 @@ import (
 	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/resolver"
 	"google.golang.org/grpc/resolver/manual"
+	"google.golang.org/grpc/status"
 
 	"github.com/trellis-mesh/trellis/internal/telemetry/metrics"
 )
@@ -50,10 +52,9 @@ type Options struct {
 	Base *bootstrapv3.Bootstrap
 	// Proxy applies the assembled configurations. Required.
 	Proxy Applier
-	// Credentials secure the connection to the control plane. Nil means
-	// plaintext: anyone on the path can read and forge configuration, so
-	// use it only on loopback or a trusted network until mutual TLS
-	// (issued by the mesh's CA) is configured here.
+	// Credentials secure the connection to the control plane (see
+	// TLSCredentials). Nil means plaintext: anyone on the path can read
+	// and forge configuration, so use it only on loopback.
 	Credentials credentials.TransportCredentials
 	// Backoff spaces reconnection attempts; the zero value uses the
 	// defaults (250ms doubling to 30s, full jitter).
@@ -169,8 +170,11 @@ func (c *Client) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	defer conn.Close()
-	defer c.runMetricsSink(ctx, conn)()
+	stopSink := c.runMetricsSink(ctx, conn)
+	defer func() {
+		stopSink()
+		conn.Close()
+	}()
 	ads := discoveryv3.NewAggregatedDiscoveryServiceClient(conn)
 	bo := c.opts.Backoff
 	for {
@@ -179,21 +183,39 @@ func (c *Client) Run(ctx context.Context) error {
 		if ctx.Err() != nil {
 			return nil
 		}
+		refused := status.Code(err) == codes.PermissionDenied
+		if refused {
+			// The control plane refused who this connection is: its TLS
+			// client certificate (none before the proxy has one, or one
+			// that expired on a long-lived connection). The next stream
+			// goes over a new connection, whose handshake presents the
+			// current certificate.
+			stopSink()
+			conn.Close()
+			var derr error
+			if conn, derr = Dial(c.opts.Address, c.opts.Credentials); derr != nil {
+				return derr
+			}
+			stopSink = c.runMetricsSink(ctx, conn)
+			ads = discoveryv3.NewAggregatedDiscoveryServiceClient(conn)
+		}
 		d := bo.Next(lived)
 		msg := "xDS stream ended; no configuration yet"
 		if c.applied {
 			msg = "xDS stream ended; serving the last configuration"
 		}
 		c.log.Warn(msg, "error", err.Error(), "retry_in", d.Round(time.Millisecond))
-		if !c.sleep(ctx, d) {
+		if !c.sleep(ctx, d, refused) {
 			return nil
 		}
 	}
 }
 
 // sleep waits d or until ctx ends, meanwhile re-applying the current
-// configuration with each new certificate; it reports whether d elapsed.
-func (c *Client) sleep(ctx context.Context, d time.Duration) bool {
+// configuration with each new certificate; it reports whether to go on.
+// With refused (the control plane wants a client certificate) a new
+// certificate ends the wait at once.
+func (c *Client) sleep(ctx context.Context, d time.Duration, refused bool) bool {
 	t := time.NewTimer(d)
 	defer t.Stop()
 	for {
@@ -205,6 +227,9 @@ func (c *Client) sleep(ctx context.Context, d time.Duration) bool {
 		case <-c.idWake:
 			if c.takeIdentity() {
 				c.reapply()
+				if refused {
+					return true
+				}
 			}
 		}
 	}
@@ -498,7 +523,10 @@ func dialTarget(address string) (string, []grpc.DialOption) {
 	addrs := make([]resolver.Address, 0, len(parts))
 	for _, p := range parts {
 		if p = strings.TrimSpace(p); p != "" {
-			addrs = append(addrs, resolver.Address{Addr: p})
+			// Each replica's TLS certificate is verified for its own host
+			// (the target's authority names no replica).
+			host, _, _ := net.SplitHostPort(p)
+			addrs = append(addrs, resolver.Address{Addr: p, ServerName: host})
 		}
 	}
 	r := manual.NewBuilderWithScheme("trellis-control-plane")
