@@ -23,7 +23,7 @@ func env(t *testing.T, vars map[string]string) string {
 	t.Helper()
 	home := t.TempDir()
 	t.Setenv("HOME", home)
-	for _, k := range []string{"TRELLIS_CONFIG", "TRELLIS_SERVER", "TRELLIS_TOKEN"} {
+	for _, k := range []string{"TRELLIS_CONFIG", "TRELLIS_SERVER", "TRELLIS_TOKEN", "TRELLIS_CA_FILE"} {
 		t.Setenv(k, vars[k])
 	}
 	return home
