@@ -209,7 +209,8 @@ report() {
         if (!n[k] || !n["keepalive"] || m[k, "h"] == 0) continue
         d[k, "a"] = (m[k, "a"] - m["keepalive", "a"]) / m[k, "h"]
         d[k, "b"] = (m[k, "b"] - m["keepalive", "b"]) / m[k, "h"]
-        printf "| %s: connection and handshake | %.0f | %.0f | %.0f | | |\n", k, d[k, "a"], d[k, "b"], d[k, "a"] + d[k, "b"]
+        printf "| %s: %s | %.0f | %.0f | %.0f | | |\n", k, (k == "plain" ? "connection, no TLS" : "connection and handshake"),
+          d[k, "a"], d[k, "b"], d[k, "a"] + d[k, "b"]
       }
       for (j = 2; j <= 3; j++) {
         k = order[j]
