@@ -3,10 +3,18 @@ package control_test
 import (
 	"bytes"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/big"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -41,13 +49,21 @@ func startTLS(t *testing.T, dir string) *control.Control { return startMode(t, d
 // startMode runs a control plane in TLS mode mode until cleanup.
 func startMode(t *testing.T, dir string, mode control.TLSMode) *control.Control {
 	t.Helper()
+	return startOpts(t, dir, control.Options{TLS: mode})
+}
+
+// startOpts runs a control plane with opts (store, addresses, data dir,
+// token and logger filled in) until cleanup.
+func startOpts(t *testing.T, dir string, opts control.Options) *control.Control {
+	t.Helper()
 	s, err := bolt.Open(filepath.Join(dir, "trellis.db"), bolt.Options{NoSync: true})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { s.Close() })
-	c, err := control.New(control.Options{Store: s, APIAddr: "127.0.0.1:0", XDSAddr: "127.0.0.1:0", DataDir: dir, Token: tlsToken,
-		TLS: mode, Logger: slog.New(slog.DiscardHandler)})
+	opts.Store, opts.APIAddr, opts.XDSAddr, opts.DataDir, opts.Token = s, "127.0.0.1:0", "127.0.0.1:0", dir, tlsToken
+	opts.Logger = slog.New(slog.DiscardHandler)
+	c, err := control.New(opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -148,6 +164,50 @@ func TestTLSLoopbackDefault(t *testing.T) {
 	}
 	if _, err := cl.List(context.Background(), "Service", ""); err != nil {
 		t.Errorf("plaintext API on loopback: %v", err)
+	}
+}
+
+// TestTLSProvidedCertificate: with --tls-cert/--tls-key the control plane
+// serves the user's certificate, writes no ca.crt, and clients verify it
+// with the user's CA.
+func TestTLSProvidedCertificate(t *testing.T) {
+	files := t.TempDir()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(7), Subject: pkix.Name{CommonName: "mine"}, NotBefore: time.Now().Add(-time.Hour),
+		NotAfter: time.Now().Add(time.Hour), IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}, IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pk, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	certFile, keyFile := filepath.Join(files, "cert.pem"), filepath.Join(files, "key.pem")
+	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: pk}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	c := startOpts(t, dir, control.Options{TLS: control.TLSOn, TLSCertFile: certFile, TLSKeyFile: keyFile})
+	if api, xds, ca := c.TLS(); !api || !xds || ca != nil {
+		t.Errorf("TLS() = %v, %v, CA %v; want TLS without a CA of its own", api, xds, ca != nil)
+	}
+	if _, err := os.Stat(filepath.Join(dir, control.CAFile)); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("%s written with a provided certificate: %v", control.CAFile, err)
+	}
+	cl, err := client.New(client.Config{Server: c.APIURL(), Token: tlsToken, CAFile: certFile})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cl.List(context.Background(), "Service", ""); err != nil {
+		t.Errorf("API with the provided certificate: %v", err)
 	}
 }
 
