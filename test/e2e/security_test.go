@@ -349,6 +349,10 @@ func TestRotationUnderLoad(t *testing.T) {
 			t.Errorf("%s installed %d certificates, want a renewal (at least 2):\n%s", name, len(serials), m.proxies[name].p.stderr())
 		}
 	}
+	upstream := get(t, m.proxies["web-1"].admin+"/stats/prometheus")
+	t.Logf("web-1 → api: %v mutual-TLS connections opened, %v open at the end",
+		metricValue(upstream, `trellis_cluster_upstream_connections_total{cluster="default/api:80"}`),
+		metricValue(upstream, `trellis_cluster_upstream_connections_active{cluster="default/api:80"}`))
 	l.mu.Lock()
 	failures := slices.Clone(l.failures)
 	l.mu.Unlock()
