@@ -9,6 +9,7 @@ import (
 	"time"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/trellis-mesh/trellis/api/v1alpha1"
@@ -35,8 +36,9 @@ const ConditionXDSAccepted = "XDSAccepted"
 type registrar struct {
 	c *Control
 
-	mu    sync.Mutex
-	nacks map[string][]v1alpha1.XDSTypeStatus // per node: the rejections last recorded
+	mu      sync.Mutex
+	nacks   map[string][]v1alpha1.XDSTypeStatus // per node: the rejections last recorded
+	readied map[string]bool                     // nodes marked Ready on this connection
 }
 
 func (g *registrar) remember(id string, nacks []v1alpha1.XDSTypeStatus) {
@@ -51,6 +53,7 @@ func (g *registrar) remember(id string, nacks []v1alpha1.XDSTypeStatus) {
 func (g *registrar) forget(id string) {
 	g.mu.Lock()
 	delete(g.nacks, id)
+	delete(g.readied, id)
 	g.mu.Unlock()
 }
 
@@ -155,11 +158,68 @@ func (g *registrar) markConnected(ctx context.Context, dp *v1alpha1.Dataplane) (
 		st.Connected = true
 		st.ControlPlane = g.c.opts.Name
 		st.LastSeen = &now
-		setCondition(&st.Conditions, metav1.Condition{
-			Type: ConditionReady, Status: metav1.ConditionTrue, Reason: "Connected",
-			Message: "the proxy holds an xDS stream to " + g.c.opts.Name, LastTransitionTime: now,
-		})
+		// A proxy that was serving (it reconnects after a control-plane
+		// restart or failover) stays Ready. A new one becomes Ready, and an
+		// endpoint of its Services, only once it has accepted its
+		// listeners (ready below): a proxy still waiting for its
+		// certificate, or rejecting its configuration, serves nothing.
+		if c := findCondition(st.Conditions, ConditionReady); c == nil || c.Status != metav1.ConditionTrue {
+			setCondition(&st.Conditions, metav1.Condition{
+				Type: ConditionReady, Status: metav1.ConditionFalse, Reason: "Configuring",
+				Message: "the proxy holds an xDS stream to " + g.c.opts.Name + " and has not accepted its listeners yet", LastTransitionTime: now,
+			})
+		}
 	})
+}
+
+// ready marks a connected proxy Ready once it has acknowledged its
+// listeners (an mTLS sidecar does so only when it has its certificate).
+// Called from status; remembers the nodes marked so ACKs stay cheap.
+func (g *registrar) ready(ctx context.Context, id, ns, name string, st xdsserver.NodeStatus) {
+	if st.Types[resource.ListenerType].AckedVersion == "" {
+		return
+	}
+	g.mu.Lock()
+	done := g.readied[id]
+	g.mu.Unlock()
+	if done {
+		return
+	}
+	dp, err := g.stored(ctx, ns, name)
+	if err != nil {
+		return
+	}
+	me := g.c.opts.Name
+	if c := findCondition(dp.Status.Conditions, ConditionReady); dp.Status.Connected && dp.Status.ControlPlane == me && (c == nil || c.Status != metav1.ConditionTrue) {
+		now := metav1.NewTime(g.c.now().UTC().Truncate(time.Second))
+		if _, err := g.updateStatus(ctx, dp, func(s *v1alpha1.DataplaneStatus) {
+			if s.ControlPlane != me {
+				return
+			}
+			setCondition(&s.Conditions, metav1.Condition{
+				Type: ConditionReady, Status: metav1.ConditionTrue, Reason: "Connected",
+				Message: "the proxy holds an xDS stream to " + me + " and serves its configuration", LastTransitionTime: now,
+			})
+		}); err != nil {
+			g.c.log.Error("marking a Dataplane ready failed", "node", id, "error", err)
+			return
+		}
+	}
+	g.mu.Lock()
+	if g.readied == nil {
+		g.readied = map[string]bool{}
+	}
+	g.readied[id] = true
+	g.mu.Unlock()
+}
+
+func findCondition(conds []metav1.Condition, typ string) *metav1.Condition {
+	for i := range conds {
+		if conds[i].Type == typ {
+			return &conds[i]
+		}
+	}
+	return nil
 }
 
 // disconnect starts the grace period of a node whose stream closed; when it
@@ -233,6 +293,7 @@ func (g *registrar) status(id string, st xdsserver.NodeStatus) {
 	sortXDS(nacks)
 	ctx, cancel := context.WithTimeout(c.ctx, 10*time.Second)
 	defer cancel()
+	g.ready(ctx, id, ns, name, st)
 	// Most calls are ACKs that change nothing recorded: answer them from
 	// memory, without reading the store.
 	g.mu.Lock()

@@ -179,9 +179,14 @@ func runXDS(ctx context.Context, o *Options, hup <-chan os.Signal, stdout, stder
 	cctx, cancel := context.WithCancel(ctx)
 	var rotating <-chan struct{}
 	if tokenFile != "" {
+		expiry := metrics.NewIdentity(p.Metrics().Prom)
+		mesh, service := ads.DataplaneIdentity(node)
 		onRotate := func(cr *tls.Certificate) {
 			cert.Store(cr) // new connections to the control plane present it
 			c.SetIdentity(cr)
+			if cr.Leaf != nil {
+				expiry.Set("leaf", mesh, service, cr.Leaf.NotAfter)
+			}
 		}
 		r, err := startIdentity(cctx, o.controlPlane, creds, tokenFile, node, onRotate, root)
 		if err != nil {
