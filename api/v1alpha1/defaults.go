@@ -20,9 +20,9 @@ const TrustDomainSuffix = ".trellis.local"
 // declare (backendRef group "", kind Service, weight 1; a rule without
 // matches matches path prefix "/"; match types Exact, path type
 // PathPrefix); a Mesh's mtls (mode STRICT, certificateTTL 24h), ca (type
-// builtin) and accessPolicy (default ALLOW); an AccessPolicy source's mesh
-// (the policy's). A Dataplane's identity is not written: IdentityService
-// computes it. Default is idempotent and never overwrites a set field.
+// builtin), accessPolicy (default ALLOW) and tracing.sampling (1); an
+// AccessPolicy source's mesh (the policy's). A Dataplane's identity is not
+// written: IdentityService computes it. Default is idempotent and never overwrites a set field.
 func Default(obj Object) {
 	kind := KindOf(obj)
 	info, ok := kindInfo(kind)
@@ -107,6 +107,7 @@ func defaultMesh(s *MeshSpec) {
 	if s.AccessPolicy.Default == "" {
 		s.AccessPolicy.Default = AccessAllow
 	}
+	defaultMeshTracing(s.Tracing)
 }
 
 func defaultHTTPRoute(s *gwv1.HTTPRouteSpec) {

@@ -51,6 +51,10 @@ type MeshSpec struct {
 	// AccessPolicy holds the mesh-wide access-policy settings. Default:
 	// ALLOW what no AccessPolicy decides.
 	AccessPolicy *MeshAccessPolicy `json:"accessPolicy,omitempty"`
+	// Tracing makes every sidecar of the mesh start traces and send spans
+	// to a collector. Default: none (sidecars pass trace headers through
+	// and record nothing).
+	Tracing *MeshTracing `json:"tracing,omitempty"`
 }
 
 // MTLSMode says which inbound connections a mesh's sidecars accept.

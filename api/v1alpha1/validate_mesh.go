@@ -43,6 +43,9 @@ func validateMeshSpec(s *MeshSpec, p *field.Path) field.ErrorList {
 	if a := s.AccessPolicy; a != nil && a.Default != "" && a.Default != AccessAllow && a.Default != AccessDeny {
 		errs = append(errs, field.NotSupported(p.Child("accessPolicy", "default"), a.Default, []AccessAction{AccessAllow, AccessDeny}))
 	}
+	if t := s.Tracing; t != nil {
+		errs = append(errs, validateMeshTracing(t, p.Child("tracing"))...)
+	}
 	return errs
 }
 
