@@ -47,16 +47,16 @@ type namedCluster struct {
 	port int32
 }
 
-// record runs f with a builder for the same mesh, caller namespace and
-// form (sidecar or proxyless) as b, but no Dataplane and empty
-// bookkeeping, and returns what f recorded.
+// record runs f with a builder for the same mesh, caller namespace, form
+// (sidecar or proxyless) and traced service as b, but no Dataplane and
+// empty bookkeeping, and returns what f recorded.
 func (b *builder) record(f func(*builder)) *effects {
 	if uncached {
 		f(b)
 		return &effects{}
 	}
 	sub := &builder{
-		m: b.m, p: Proxy{Mesh: b.p.Mesh, Proxyless: b.p.Proxyless}, callerNS: b.callerNS,
+		m: b.m, p: Proxy{Mesh: b.p.Mesh, Proxyless: b.p.Proxyless}, callerNS: b.callerNS, traced: b.traced,
 		clusters: map[string]clusterRef{}, routeCfg: map[string]bool{},
 		res: &Resources{Services: map[ServiceKey]bool{}, mesh: b.p.Mesh, routes: map[routeKey]bool{}},
 	}
@@ -91,18 +91,22 @@ type built struct {
 
 // Keys of the mesh-wide cache.
 type (
-	// httpAllKey: the outbound HTTP port of a caller namespace.
+	// httpAllKey: the outbound HTTP port of a caller namespace, for a
+	// traced service (builder.traced).
 	httpAllKey struct {
 		callerNS string
 		port     int32
+		traced   string
 	}
 	// proxylessKey: the proxyless configuration of a caller namespace.
 	proxylessKey struct{ callerNS string }
 	// inboundKey: an inbound's filter, for the Service serving it (nil:
-	// none) on a service port, on a listener port.
+	// none) on a service port, on a listener port, for a traced service
+	// (builder.traced).
 	inboundKey struct {
 		port, servicePort int32
 		served            *service
+		traced            string
 	}
 )
 
@@ -134,10 +138,13 @@ func (m *meshIndex) inboundFilter(key inboundKey, f func() *listenerv3.Filter) *
 }
 
 // outboundKey names an outbound to one port of a service from one caller
-// namespace (routes are chosen by the caller's namespace, GEP-1294).
+// namespace (routes are chosen by the caller's namespace, GEP-1294), for
+// a traced service (builder.traced: the connection manager's tracing
+// names it).
 type outboundKey struct {
 	port     int32
 	callerNS string
+	traced   string
 }
 
 // builtOutbound is an outbound's filter, its route configuration (nil for
@@ -152,7 +159,7 @@ type builtOutbound struct {
 // outboundFilter returns the outbound to port of s for b's caller
 // namespace, building it on first use.
 func (b *builder) outboundFilter(s *service, port int32) *builtOutbound {
-	key := outboundKey{port, b.callerNS}
+	key := outboundKey{port, b.callerNS, b.traced}
 	if v, ok := s.cache.Load(key); ok {
 		return v.(*builtOutbound)
 	}

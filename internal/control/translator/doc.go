@@ -3,7 +3,9 @@
 // GRPCRoute and TCPRoute) into the Envoy v3 resources (LDS, RDS, CDS, EDS,
 // and SDS for the trust bundle of a mesh with mutual TLS) one proxy needs.
 // Mutual TLS follows the Mesh's spec.mtls.mode (mtls.go); AccessPolicies
-// become RBAC filters on the inbound listeners (access.go).
+// become RBAC filters on the inbound listeners (access.go); the Mesh's
+// spec.tracing becomes tracing on every sidecar connection manager and a
+// cluster to the collector (tracing.go).
 //
 // It sits between the store and the xDS server: on every store change the
 // control plane builds one Index from all stored objects, asks each

@@ -43,8 +43,9 @@ type meshIndex struct {
 	// routePolicy is the layer of TrafficPolicies that target a route,
 	// merged (oldest wins); it goes over the parent Service's policy.
 	routePolicy map[routeKey]*v1alpha1.PolicySpec
-	cache       sync.Map  // pieces shared by the mesh's proxies (cache.go)
-	sec         *security // mutual TLS and access policies (mtls.go); nil: none
+	tracing     *meshTracing // spec.tracing (tracing.go); nil: none
+	cache       sync.Map     // pieces shared by the mesh's proxies (cache.go)
+	sec         *security    // mutual TLS and access policies (mtls.go); nil: none
 }
 
 type service struct {
@@ -128,6 +129,7 @@ func newIndex(objs []v1alpha1.Object, prev *Index, deltas map[string]*delta) *In
 		// A Mesh is cluster-scoped: its name is the mesh it defines.
 		mm := mi(m.Name)
 		mm.accessLog = m.Spec.AccessLog
+		mm.tracing = newMeshTracing(m.Spec.Tracing)
 		mm.defaults = trellisDefaults()
 		if m.Spec.Defaults != nil {
 			mergePolicy(&mm.defaults, m.Spec.Defaults)

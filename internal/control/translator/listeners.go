@@ -92,7 +92,7 @@ func (b *builder) inbound(in v1alpha1.Inbound) {
 	}
 	name := "inbound:" + strconv.Itoa(int(in.Port))
 	b.res.Clusters = append(b.res.Clusters, inboundCluster(name, in, proto))
-	key := inboundKey{in.Port, sp, served}
+	key := inboundKey{in.Port, sp, served, b.traced}
 	acc := b.accessOf(key, servers, proto, name)
 	mk := func() *listenerv3.Filter {
 		if isHTTP(proto) {
@@ -191,7 +191,7 @@ func (b *builder) tcpRoute(s *service, port int32) *tcpproxyv3.TcpProxy {
 // port, routed by Host.
 func (b *builder) outboundHTTP(port int32) {
 	b.res.httpAll = true
-	o := b.m.cached(httpAllKey{b.callerNS, port}, func() *built {
+	o := b.m.cached(httpAllKey{b.callerNS, port, b.traced}, func() *built {
 		o := &built{}
 		o.fx = b.record(func(b *builder) {
 			rc := "outbound-http:" + strconv.Itoa(int(port))
@@ -282,12 +282,14 @@ func routerFilter() *hcmv3.HttpFilter {
 	return &hcmv3.HttpFilter{Name: routerFilterName, ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: mustAny(&routerv3.Router{})}}
 }
 
-// hcm returns a connection manager with filters, then the router.
+// hcm returns a connection manager with filters, then the router, and
+// the mesh's access log and tracing.
 func (b *builder) hcm(statPrefix string, filters []*hcmv3.HttpFilter) *hcmv3.HttpConnectionManager {
 	return &hcmv3.HttpConnectionManager{
 		StatPrefix:  statPrefix,
 		HttpFilters: append(filters, routerFilter()),
 		AccessLog:   b.accessLog(),
+		Tracing:     b.tracing(),
 	}
 }
 

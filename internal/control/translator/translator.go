@@ -70,6 +70,7 @@ type builder struct {
 	res      *Resources
 	clusters map[string]clusterRef
 	routeCfg map[string]bool // route configurations already built
+	traced   string          // the service name of the sidecar's spans; "": no tracing (tracing.go)
 }
 
 type clusterRef struct {
@@ -100,6 +101,7 @@ func Translate(idx *Index, p Proxy) (*Resources, error) {
 		if got := v1alpha1.MeshOf(p.Dataplane); got != p.Mesh {
 			return nil, fmt.Errorf("dataplane %s: belongs to mesh %q, not %q", keyOf(p.Dataplane), got, p.Mesh)
 		}
+		b.traced = b.tracedAs()
 		if err := b.sidecar(); err != nil {
 			return nil, fmt.Errorf("dataplane %s: %w", keyOf(p.Dataplane), err)
 		}
@@ -109,6 +111,7 @@ func Translate(idx *Index, p Proxy) (*Resources, error) {
 		return nil, errors.New("proxy: neither a Dataplane nor proxyless")
 	}
 	b.buildClusters()
+	b.addTracingCluster()
 	b.addSecrets()
 	for k := range b.res.Services {
 		if s := m.services[k]; s != nil {
