@@ -56,6 +56,7 @@ func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
 		newBootstrapCmd(),
 		newEchoCmd(),
 		newDemoCmd(),
+		newCheckCmd(),
 		newVersionCmd(),
 	)
 	return root

@@ -15,6 +15,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -337,6 +338,48 @@ func (c *Control) nodeMesh(nodeID string) (string, bool) {
 // Ready is closed once the first full load of the store has been translated.
 func (c *Control) Ready() <-chan struct{} { return c.rec.ready }
 
+// healthSource answers the API's health endpoint (server.HealthSource).
+type healthSource struct{ c *Control }
+
+func (h healthSource) StoreRevision(ctx context.Context) (int64, error) {
+	return h.c.store.Revision(ctx)
+}
+
+func (h healthSource) Ready() bool {
+	select {
+	case <-h.c.rec.ready:
+		return true
+	default:
+		return false
+	}
+}
+
+func (h healthSource) Replica() string { return h.c.opts.Name }
+
+func (h healthSource) XDS() (string, bool) { return h.c.xdsLn.Addr().String(), h.c.xdsTLS }
+
+// Proxies reports, per connected node, the types whose last sent version
+// it has not acknowledged.
+func (h healthSource) Proxies() []server.ProxySync {
+	var out []server.ProxySync
+	for _, id := range h.c.xds.Nodes() { // sorted
+		st, ok := h.c.xds.Status(id)
+		if !ok || !st.Connected {
+			continue
+		}
+		p := server.ProxySync{Node: id}
+		for url, ts := range st.Types {
+			if ts.SentVersion != "" && ts.AckedVersion != ts.SentVersion {
+				p.Behind = append(p.Behind, url)
+			}
+		}
+		slices.Sort(p.Behind)
+		p.InSync = len(p.Behind) == 0
+		out = append(out, p)
+	}
+	return out
+}
+
 // Run serves until ctx ends, then stops gracefully: it closes the API,
 // ends xDS streams (proxies keep their config and reconnect elsewhere) and
 // returns nil, or the first serving error.
@@ -345,7 +388,7 @@ func (c *Control) Run(ctx context.Context) error {
 	defer cancel()
 	c.ctx = ctx
 	api := &http.Server{
-		Handler:           server.New(server.Options{Manager: c.mgr, Token: c.token, Describer: c.rec, Identity: c.ca, Metrics: c.prom, Stats: c.stats, Logger: c.log}),
+		Handler:           server.New(server.Options{Manager: c.mgr, Token: c.token, Describer: c.rec, Identity: c.ca, Metrics: c.prom, Stats: c.stats, Health: healthSource{c}, Logger: c.log}),
 		ReadHeaderTimeout: 10 * time.Second,
 		// Failed TLS handshakes (a client with the wrong CA) are logged
 		// with the rest.

@@ -11,6 +11,7 @@
 //	POST   /api/v1/tokens, GET /api/v1/tokens, POST /api/v1/tokens/{id}/revoke,
 //	POST   /api/v1/ca/rotate, GET /api/v1/ca/{mesh}   identity (identity.go)
 //	GET    /api/v1/stats, GET /api/v1/edges    golden metrics (stats.go)
+//	GET    /api/v1/health                      store, reconciler, xDS (health.go)
 //	GET    /debug/pprof/...                    Go's profiler
 //
 // Errors are JSON objects {"error": "...", "details": [...]} with 400 for a
@@ -60,7 +61,9 @@ type Options struct {
 	Metrics prometheus.Gatherer
 	// Stats serves the golden-metrics endpoints (stats.go); nil leaves
 	// them out.
-	Stats  Stats
+	Stats Stats
+	// Health serves GET /api/v1/health (health.go); nil leaves it out.
+	Health HealthSource
 	Logger *slog.Logger
 }
 
@@ -106,6 +109,7 @@ func New(o Options) http.Handler {
 	mux.Handle("DELETE /api/v1/{kind}/{name}", a.auth(a.delete))
 	a.identityRoutes(mux)
 	a.statsRoutes(mux)
+	a.healthRoutes(mux)
 	return mux
 }
 
