@@ -101,6 +101,9 @@ spec: {selector: {app: api}, ports: [{port: 80, protocol: http}]}
 	if got := webClient.Attrs["upstream_cluster"]; got != "default/api:80" {
 		t.Errorf("web client span upstream_cluster %q, want default/api:80", got)
 	}
+	if webClient.Name != "router default/api:80 egress" || apiClient.Name != fmt.Sprintf("router inbound:%d egress", ports[1]) {
+		t.Errorf("client spans named %q and %q, want the clusters' (docs/tracing.md)", webClient.Name, apiClient.Name)
+	}
 	tp := seen.Headers.Get("Traceparent")
 	if want := "00-" + webServer.TraceID + "-" + apiClient.SpanID + "-01"; tp != want {
 		t.Errorf("api's app got traceparent %q, want %q (api's client span, sampled)", tp, want)
