@@ -458,3 +458,20 @@ static_resources:
   - name: otel-collector
     load_assignment: {cluster_name: otel-collector, endpoints: [{lb_endpoints: [{endpoint: {address: ADDR_OTEL}}]}]}
 `
+
+// TestTracingCollectorNameUnresolved: a collector cluster whose DNS name
+// does not resolve does not make the proxy refuse its configuration; the
+// exporter keeps trying the name and requests are served.
+func TestTracingCollectorNameUnresolved(t *testing.T) {
+	app := newUpstream(t, "app", answer(200))
+	cfg := strings.Replace(tracedBootstrap, "  - name: otel\n    load_assignment:", "  - name: otel\n    type: STRICT_DNS\n    load_assignment:", 1)
+	p := startProxy(t, cfg, tracedProxy{Node: "node-x", Service: "svc", Route: "route", Random: 100, Upstream: app.addr(), Collector: "collector.invalid:4317"})
+	resp, err := http.Get("http://" + p.ListenerAddrs()["l"] + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("status %d", resp.StatusCode)
+	}
+}

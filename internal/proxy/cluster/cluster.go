@@ -198,3 +198,14 @@ func (c *Cluster) ReleaseRetry() {
 	c.breaker().ReleaseRetry()
 	c.Stats.Retries.Inc()
 }
+
+// ConfiguredAddresses returns the cluster's endpoints as configured,
+// "host:port" with DNS names unresolved: for clients that resolve names
+// themselves (the OTLP exporter) when the cluster has no resolved host yet.
+func (c *Cluster) ConfiguredAddresses() []string {
+	out := make([]string, 0, len(c.endpoints))
+	for _, e := range c.endpoints {
+		out = append(out, net.JoinHostPort(e.host, e.port))
+	}
+	return out
+}

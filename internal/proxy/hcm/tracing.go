@@ -73,7 +73,8 @@ func buildTracing(pb *hcmv3.HttpConnectionManager, d Deps) (*trace.Tracer, []rou
 
 // otelProvider reads envoy.tracers.opentelemetry's OpenTelemetryConfig.
 // The collector is the first host of the named cluster, dialed in
-// plaintext; the address is read when the configuration is built.
+// plaintext; the address is read when the configuration is built (for a
+// DNS cluster not resolved yet, its configured name).
 func otelProvider(p *tracev3.Tracing_Http, d Deps) (trace.ProviderOptions, error) {
 	var o trace.ProviderOptions
 	if p == nil {
@@ -99,11 +100,18 @@ func otelProvider(p *tracev3.Tracing_Http, d Deps) (trace.ProviderOptions, error
 	if cl.Scheme == "https" {
 		return o, fmt.Errorf("%s: cluster %q has an upstream TLS context; the OTLP exporter connects in plaintext", field, name)
 	}
-	hosts := cl.Hosts()
-	if len(hosts) == 0 {
+	if hosts := cl.Hosts(); len(hosts) > 0 {
+		o.Endpoint = hosts[0].Host.Address
+		return o, nil
+	}
+	// A DNS cluster that has not resolved (yet): the exporter resolves the
+	// name itself and retries, dropping spans meanwhile, rather than the
+	// whole configuration being refused for a collector that is away.
+	addrs := cl.ConfiguredAddresses()
+	if len(addrs) == 0 {
 		return o, fmt.Errorf("%s: cluster %q has no endpoint", field, name)
 	}
-	o.Endpoint = hosts[0].Host.Address
+	o.Endpoint = addrs[0]
 	return o, nil
 }
 
