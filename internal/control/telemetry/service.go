@@ -45,7 +45,7 @@ func (s *Service) StreamMetrics(stream metricsv3.MetricsService_StreamMetricsSer
 			s.agg.Forget(node)
 		}
 	}()
-	warned := false
+	misses := 0 // consecutive pushes that could not be attributed
 	for {
 		msg, err := stream.Recv()
 		if errors.Is(err, io.EOF) {
@@ -60,9 +60,14 @@ func (s *Service) StreamMetrics(stream metricsv3.MetricsService_StreamMetricsSer
 		if node == "" {
 			return status.Error(codes.InvalidArgument, "identifier.node.id: required on the first message")
 		}
-		if err := s.agg.Ingest(node, msg.GetEnvoyMetrics()); err != nil && !warned {
-			warned = true
-			s.log.Warn("metrics of an unknown proxy are not attributed", "node", node, "error", err)
+		if err := s.agg.Ingest(node, msg.GetEnvoyMetrics()); err != nil {
+			// A proxy may push before the control plane has seen its
+			// registration: only a miss that lasts is worth a warning.
+			if misses++; misses == 3 {
+				s.log.Warn("metrics of an unknown proxy are not attributed", "node", node, "error", err)
+			}
+		} else {
+			misses = 0
 		}
 	}
 }
