@@ -32,48 +32,13 @@ source "$BENCH_DIR/lib/common.sh"
 source "$BENCH_DIR/lib/setup.sh"
 # shellcheck source=lib/procs.sh
 source "$BENCH_DIR/lib/procs.sh"
-
-PC_SECS=30 PC_QPS=1000 PC_CONNS=16 PC_REPS=3 PC_WARM=2
-
-pc_usage() {
-  sed -n '2,8p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
-  exit "${1:-0}"
-}
-
-pc_args() {
-  while (($#)); do
-    case $1 in
-      --secs) PC_SECS=$2 && shift ;;
-      --qps) PC_QPS=$2 && shift ;;
-      --reps) PC_REPS=$2 && shift ;;
-      --quick) PC_SECS=5 PC_REPS=1 PC_WARM=1 ;;
-      --keep) KEEP=1 ;;
-      -h | --help) pc_usage 0 ;;
-      *) log "unknown argument $1" && pc_usage 2 ;;
-    esac
-    shift
-  done
-}
-
-# wait_line LOG REGEX prints the first match of REGEX's group 1 in LOG,
-# polling up to 10 s.
-wait_line() {
-  local i m
-  for ((i = 0; i < 100; i++)); do
-    m=$(sed -n -E "s#$2#\1#p" "$1" 2>/dev/null | head -n 1)
-    if [[ -n $m ]]; then
-      echo "$m"
-      return 0
-    fi
-    sleep 0.1
-  done
-  die "no line matching $2 in $1: $(log_tail "$1")"
-}
+# shellcheck source=lib/cost.sh
+source "$BENCH_DIR/lib/cost.sh"
 
 # render_config VARIANT OUT writes the bootstrap of VARIANT (plain or
 # policies) for the three backends.
 render_config() {
-  local variant=$1 out=$2 route_extra="" cluster_extra="" p
+  local variant=$1 out=$2 route_extra="" cluster_extra=""
   if [[ $variant == policies ]]; then
     route_extra='
                   retry_policy:
@@ -124,41 +89,26 @@ static_resources:
       endpoints:
       - lb_endpoints:
 EOF
-    for p in "${BACKEND_PORTS[@]}"; do
-      echo "        - endpoint: {address: {socket_address: {address: 127.0.0.1, port_value: $p}}}"
-    done
+    backend_lb_endpoints
   } >"$out"
 }
 
 # measure REP VARIANT runs one measured load through a fresh proxy and
 # appends "VARIANT REP TICKS RESPONSES" to $WORK/runs.
 measure() {
-  local rep=$1 variant=$2 dir="$WORK/$2-$1" proxy front admin scraper="" t0 t1 ok
+  local rep=$1 variant=$2 dir="$WORK/$2-$1"
   mkdir -p "$dir"
   render_config "$variant" "$dir/bootstrap.yaml"
-  spawn "$dir/proxy.log" "${PIN_PROXY[@]}" "$BIN/trellis-proxy" -c "$dir/bootstrap.yaml"
-  proxy=$SPAWNED
-  admin=$(wait_line "$dir/proxy.log" '.*admin listening on ([0-9.:]+).*')
-  front=$(wait_line "$dir/proxy.log" '.*listener front listening on ([0-9.:]+).*')
-  curl -fsS -o /dev/null "http://$front/" || die "$variant: the proxy does not answer: $(log_tail "$dir/proxy.log")"
-  run_waited "$dir/warm.log" timeout -k 5 $((PC_WARM + 30)) "${PIN_LOAD[@]}" "$FORTIO" load -qps "$PC_QPS" \
-    -c "$PC_CONNS" -t "${PC_WARM}s" -quiet "http://$front/" || die "$variant: warm-up failed: $(log_tail "$dir/warm.log")"
-  if [[ $variant == policies ]]; then
-    spawn "$dir/scrape.log" "${PIN_LOAD[@]}" bash -c \
-      "while curl -fsS -o /dev/null 'http://$admin/stats/prometheus'; do sleep 1; done"
-    scraper=$SPAWNED
-  fi
-  t0=$(cpu_ticks "$proxy")
-  run_waited "$dir/load.log" timeout -k 5 $((PC_SECS + 30)) "${PIN_LOAD[@]}" "$FORTIO" load -qps "$PC_QPS" \
-    -c "$PC_CONNS" -t "${PC_SECS}s" -quiet -json "$dir/load.json" "http://$front/" ||
-    die "$variant: load failed: $(log_tail "$dir/load.log")"
-  t1=$(cpu_ticks "$proxy")
-  [[ -n $scraper ]] && stop_pid "$scraper"
-  stop_pid "$proxy"
-  ok=$(jq '.RetCodes["200"] // 0' "$dir/load.json")
-  ((ok > 0)) || die "$variant: no 2xx response"
-  echo "$variant $rep $((t1 - t0)) $ok $(jq '.RetCodes | [.[]] | add' "$dir/load.json")" >>"$WORK/runs"
-  log "$variant rep $rep: $((t1 - t0)) ticks for $ok responses"
+  proxy_start "$dir" "$variant"
+  fortio_load "$dir" warm "$COST_WARM" "http://$PROXY_FRONT/" ||
+    die "$variant: warm-up failed: $(log_tail "$dir/warm.log")"
+  SCRAPER_PID=""
+  [[ $variant == policies ]] && start_scraper "$PROXY_ADMIN" "$dir"
+  measure_load "$dir" "$variant" "$PROXY_PID"
+  [[ -n $SCRAPER_PID ]] && stop_pid "$SCRAPER_PID"
+  stop_pid "$PROXY_PID"
+  echo "$variant $rep $LOAD_TICKS $LOAD_OK $LOAD_ALL" >>"$WORK/runs"
+  log "$variant rep $rep: $LOAD_TICKS ticks for $LOAD_OK responses"
 }
 
 # report prints the per-run figures and the median CPU µs per request of
@@ -166,11 +116,7 @@ measure() {
 report() {
   local hz
   hz=$(getconf CLK_TCK)
-  awk -v hz="$hz" -v secs="$PC_SECS" -v qps="$PC_QPS" '
-    function median(a, n,   i, j, t) {
-      for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++) if (a[j] < a[i]) { t = a[i]; a[i] = a[j]; a[j] = t }
-      return n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
-    }
+  awk -v hz="$hz" -v secs="$COST_SECS" -v qps="$COST_QPS" "$COST_AWK_MEDIAN"'
     {
       us = $3 * 1e6 / hz / $4
       printf "| %s | %d | %d | %d | %.1f |\n", $1, $2, $4, $5 - $4, us
@@ -189,31 +135,13 @@ report() {
 }
 
 main() {
-  pc_args "$@"
-  WORK=$(mktemp -d "${TMPDIR:-/tmp}/trellis-policy-cost.XXXXXX")
-  trap cleanup EXIT
-  trap 'exit 130' INT
-  trap 'exit 143' TERM
-  command -v jq >/dev/null || die "jq not found (apt-get install jq)"
-  FORTIO=$(command -v fortio || echo "$HOME/go/bin/fortio")
-  [[ -x $FORTIO ]] || die "fortio not found: go install fortio.org/fortio@v$FORTIO_VERSION (or run bench/run.sh once)"
-  setup_pinning
-  BIN="$WORK/bin"
-  mkdir -p "$BIN"
-  log "building trellis and trellis-proxy"
-  (cd "$REPO_DIR" && go build -o "$BIN/trellis" ./cmd/trellis) || die "cmd/trellis does not build"
-  (cd "$REPO_DIR" && CGO_ENABLED=0 go build -ldflags="-s -w" -o "$BIN/trellis-proxy" ./cmd/trellis-proxy) ||
-    die "cmd/trellis-proxy does not build"
-  BACKEND_PORTS=()
-  local i
-  for i in 1 2 3; do
-    spawn "$WORK/echo-$i.log" "${PIN_LOAD[@]}" "$BIN/trellis" echo --listen 127.0.0.1:0 --name "echo-$i"
-    BACKEND_PORTS+=("$(wait_line "$WORK/echo-$i.log" '.*listening on http://127\.0\.0\.1:([0-9]+).*')")
-  done
+  cost_args "$@"
+  cost_prepare policy-cost
+  start_echo_backends 3
   log "backends on ports ${BACKEND_PORTS[*]}; machine busy $(machine_busy_pct)% before the first run"
   : >"$WORK/runs"
   local rep
-  for ((rep = 1; rep <= PC_REPS; rep++)); do
+  for ((rep = 1; rep <= COST_REPS; rep++)); do
     measure "$rep" plain
     measure "$rep" policies
   done
