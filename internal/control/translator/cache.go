@@ -147,10 +147,11 @@ type outboundKey struct {
 	traced   string
 }
 
-// builtOutbound is an outbound's filter, its route configuration (nil for
+// builtOutbound is an outbound's filters (a broker port's protocol filter,
+// messaging.go, then the terminal one), its route configuration (nil for
 // TCP) and its listeners by local port.
 type builtOutbound struct {
-	filter    *listenerv3.Filter
+	filters   []*listenerv3.Filter
 	cfg       *routev3.RouteConfiguration
 	fx        *effects
 	listeners sync.Map // local port (int32) → *listenerv3.Listener
@@ -172,9 +173,9 @@ func (b *builder) outboundFilter(s *service, port int32) *builtOutbound {
 			o.cfg = &routev3.RouteConfiguration{Name: rc, VirtualHosts: []*routev3.VirtualHost{{
 				Name: cname, Domains: []string{"*"}, Routes: b.serviceRoutes(s, port),
 			}}}
-			o.filter = b.rdsFilter(cname, rc)
+			o.filters = []*listenerv3.Filter{b.rdsFilter(cname, rc)}
 		} else {
-			o.filter = b.tcpProxy(cname, b.tcpRoute(s, port), &s.policy)
+			o.filters = messagingFilters(s, port, false, b.tcpProxy(cname, b.tcpRoute(s, port), &s.policy))
 		}
 	})
 	if uncached {
@@ -189,7 +190,7 @@ func (o *builtOutbound) listener(localPort int32) *listenerv3.Listener {
 	if v, ok := o.listeners.Load(localPort); ok {
 		return v.(*listenerv3.Listener)
 	}
-	l := listener("outbound:"+localhost+":"+strconv.Itoa(int(localPort)), localhost, localPort, o.filter)
+	l := listener("outbound:"+localhost+":"+strconv.Itoa(int(localPort)), localhost, localPort, o.filters...)
 	v, _ := o.listeners.LoadOrStore(localPort, l)
 	return v.(*listenerv3.Listener)
 }

@@ -5,7 +5,9 @@
 // Mutual TLS follows the Mesh's spec.mtls.mode (mtls.go); AccessPolicies
 // become RBAC filters on the inbound listeners (access.go); the Mesh's
 // spec.tracing becomes tracing on every sidecar connection manager and a
-// cluster to the collector (tracing.go).
+// cluster to the collector (tracing.go); ports of protocol nats and kafka
+// get their protocol filter before tcp_proxy on the caller's outbound and
+// the server's inbound (messaging.go).
 //
 // It sits between the store and the xDS server: on every store change the
 // control plane builds one Index from all stored objects, asks each

@@ -70,7 +70,8 @@ func (b *builder) sidecar() error {
 }
 
 // inbound serves one inbound port: an HTTP connection manager (with the
-// serving Service's rate limit) or a TCP proxy in front of the application.
+// serving Service's rate limit) or a TCP proxy in front of the application
+// (after the protocol filter of a nats or kafka port, messaging.go).
 func (b *builder) inbound(in v1alpha1.Inbound) {
 	dp := b.p.Dataplane
 	sp := servicePortOf(in)
@@ -106,7 +107,7 @@ func (b *builder) inbound(in v1alpha1.Inbound) {
 	} else {
 		filter = b.m.inboundFilter(key, mk)
 	}
-	filters := append(acc.network(), filter)
+	filters := append(acc.network(), messagingFilters(served, sp, true, filter)...)
 	b.res.Listeners = append(b.res.Listeners, b.inboundListener("inbound:"+dp.Spec.Address+":"+strconv.Itoa(int(in.Port)), dp.Spec.Address, in.Port, proto, filters))
 }
 
@@ -247,11 +248,11 @@ func (b *builder) proxyless() {
 	b.res.Listeners = append(b.res.Listeners, o.listeners...)
 }
 
-func listener(name, addr string, port int32, f *listenerv3.Filter) *listenerv3.Listener {
+func listener(name, addr string, port int32, fs ...*listenerv3.Filter) *listenerv3.Listener {
 	return &listenerv3.Listener{
 		Name:         name,
 		Address:      socketAddress(addr, port),
-		FilterChains: []*listenerv3.FilterChain{{Filters: []*listenerv3.Filter{f}}},
+		FilterChains: []*listenerv3.FilterChain{{Filters: fs}},
 	}
 }
 

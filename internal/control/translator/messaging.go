@@ -1,0 +1,108 @@
+package translator
+
+import (
+	xdstypev3 "github.com/cncf/xds/go/xds/type/v3"
+	kafkav3 "github.com/envoyproxy/go-control-plane/contrib/envoy/extensions/filters/network/kafka_broker/v3"
+	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+	"google.golang.org/protobuf/types/known/structpb"
+
+	"github.com/trellis-mesh/trellis/api/v1alpha1"
+)
+
+// The protocol-aware network filters of broker ports (docs/messaging.md,
+// "Configured by the mesh"). A Service port of protocol nats or kafka
+// gets its protocol's filter right before tcp_proxy, on the caller's
+// outbound listener and on the inbound listener of every sidecar serving
+// it, so that both sides count the traffic: the caller's side what it
+// sent and received, the server's side what reached the broker from every
+// caller. The filters' stat_prefix names the side and the service port,
+// "outbound:<namespace>/<name>:<port>" or "inbound:<namespace>/<name>:<port>";
+// tcp_proxy keeps its own stat prefix (the mesh's telemetry reads it).
+//
+// The NATS filter gets no subject policy (it allows everything and
+// observes): AccessPolicies still admit or refuse whole connections by
+// source identity through the RBAC network filter before it (access.go),
+// but mapping them to per-subject rules is not done. The Kafka filter gets
+// no broker address rewrite, so it observes only: clients follow the
+// addresses the brokers advertise.
+const (
+	natsFilterName  = "trellis.filters.network.nats"
+	natsTypeURL     = "type.googleapis.com/trellis.filters.network.nats.v1.Nats"
+	kafkaFilterName = "envoy.filters.network.kafka_broker"
+)
+
+// messagingKey caches, in a service's cache, the protocol filter of one of
+// its ports on one side. The filter is a function of the Service's key,
+// the port and the port's protocol; the key's service carries the first
+// two and its spec the third, and pieces under this key are not carried
+// over to a new Index (update.go), so a changed protocol rebuilds it.
+type messagingKey struct {
+	port    int32
+	inbound bool
+}
+
+// isMessaging reports whether p has a protocol-aware filter.
+func isMessaging(p v1alpha1.Protocol) bool {
+	return p == v1alpha1.ProtocolNATS || p == v1alpha1.ProtocolKafka
+}
+
+// messagingStatPrefix is the stat_prefix of the protocol filter of port of
+// the Service k on one side.
+func messagingStatPrefix(k ServiceKey, port int32, inbound bool) string {
+	if inbound {
+		return "inbound:" + ClusterName(k, port)
+	}
+	return "outbound:" + ClusterName(k, port)
+}
+
+// messagingFilters returns the protocol filter of port of s on one side
+// followed by next (tcp_proxy), or next alone when the port's protocol has
+// no filter (or s is nil).
+func messagingFilters(s *service, port int32, inbound bool, next *listenerv3.Filter) []*listenerv3.Filter {
+	if s == nil || !isMessaging(protocolOf(portOf(s.spec, port))) {
+		return []*listenerv3.Filter{next}
+	}
+	return []*listenerv3.Filter{messagingFilter(s, port, inbound), next}
+}
+
+// messagingFilter returns the protocol filter of port of s on one side,
+// built once per Index.
+func messagingFilter(s *service, port int32, inbound bool) *listenerv3.Filter {
+	k := messagingKey{port, inbound}
+	if !uncached {
+		if v, ok := s.cache.Load(k); ok {
+			return v.(*listenerv3.Filter)
+		}
+	}
+	prefix := messagingStatPrefix(s.key, port, inbound)
+	var f *listenerv3.Filter
+	if protocolOf(portOf(s.spec, port)) == v1alpha1.ProtocolNATS {
+		f = natsFilter(prefix)
+	} else {
+		f = kafkaFilter(prefix)
+	}
+	if uncached {
+		return f
+	}
+	v, _ := s.cache.LoadOrStore(k, f)
+	return v.(*listenerv3.Filter)
+}
+
+// natsFilter is Trellis' NATS filter without a policy: it observes and
+// allows everything.
+func natsFilter(statPrefix string) *listenerv3.Filter {
+	ts := &xdstypev3.TypedStruct{
+		TypeUrl: natsTypeURL,
+		Value: &structpb.Struct{Fields: map[string]*structpb.Value{
+			"stat_prefix": structpb.NewStringValue(statPrefix),
+		}},
+	}
+	return &listenerv3.Filter{Name: natsFilterName, ConfigType: &listenerv3.Filter_TypedConfig{TypedConfig: mustAny(ts)}}
+}
+
+// kafkaFilter is Envoy's Kafka broker filter without an address rewrite:
+// per-API and per-topic metrics only.
+func kafkaFilter(statPrefix string) *listenerv3.Filter {
+	kb := &kafkav3.KafkaBroker{StatPrefix: statPrefix}
+	return &listenerv3.Filter{Name: kafkaFilterName, ConfigType: &listenerv3.Filter_TypedConfig{TypedConfig: mustAny(kb)}}
+}
