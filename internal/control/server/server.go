@@ -164,40 +164,39 @@ func (a *api) list(w http.ResponseWriter, r *http.Request) {
 }
 
 func (a *api) get(w http.ResponseWriter, r *http.Request) {
+	if _, data, ok := a.object(w, r); ok {
+		writeRaw(w, http.StatusOK, data)
+	}
+}
+
+// object reads the object the request names, with its status, and its
+// JSON; on failure it has answered the request.
+func (a *api) object(w http.ResponseWriter, r *http.Request) (v1alpha1.Object, []byte, bool) {
 	k, ok := key(w, r)
 	if !ok {
-		return
+		return nil, nil, false
 	}
 	obj, err := a.o.Manager.Get(r.Context(), k)
 	if err != nil {
 		a.fail(w, err)
-		return
+		return nil, nil, false
 	}
 	data, err := v1alpha1.Encode(obj)
 	if err != nil {
 		a.fail(w, err)
-		return
+		return nil, nil, false
 	}
-	writeRaw(w, http.StatusOK, data)
+	return obj, data, true
 }
 
 func (a *api) describe(w http.ResponseWriter, r *http.Request) {
-	k, ok := key(w, r)
+	obj, data, ok := a.object(w, r)
 	if !ok {
-		return
-	}
-	obj, err := a.o.Manager.Get(r.Context(), k)
-	if err != nil {
-		a.fail(w, err)
-		return
-	}
-	data, err := v1alpha1.Encode(obj)
-	if err != nil {
-		a.fail(w, err)
 		return
 	}
 	d := Describe{Object: data, Refs: v1alpha1.Refs(obj), Proxies: []string{}}
 	if a.o.Describer != nil {
+		var err error
 		if d.Proxies, err = a.o.Describer.Affected(r.Context(), obj); err != nil {
 			a.fail(w, err)
 			return
