@@ -28,48 +28,14 @@ import (
 
 	"github.com/trellis-mesh/trellis/internal/cli"
 	"github.com/trellis-mesh/trellis/internal/cli/render"
-	"github.com/trellis-mesh/trellis/internal/control"
 	"github.com/trellis-mesh/trellis/internal/control/client"
-	"github.com/trellis-mesh/trellis/internal/store/bolt"
 )
 
 // checkPlane is controlPlane that also returns the xDS address, for the
 // raw ADS streams that stand in for proxies.
 func checkPlane(t *testing.T) (api, xds string) {
 	t.Helper()
-	t.Setenv("HOME", t.TempDir())
-	for _, k := range []string{"TRELLIS_CONFIG", "TRELLIS_SERVER", "TRELLIS_TOKEN", "TRELLIS_CA_FILE"} {
-		t.Setenv(k, "")
-	}
-	s, err := bolt.Open(filepath.Join(t.TempDir(), "trellis.db"), bolt.Options{NoSync: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Close() })
-	c, err := control.New(control.Options{Store: s, APIAddr: "127.0.0.1:0", XDSAddr: "127.0.0.1:0", Token: token, Name: "check-test"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- c.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("control plane: %v", err)
-			}
-		case <-time.After(15 * time.Second):
-			t.Error("control plane did not stop")
-		}
-	})
-	select {
-	case <-c.Ready():
-	case <-time.After(15 * time.Second):
-		t.Fatal("control plane not ready")
-	}
-	api, xds = c.Addrs()
+	api, xds = startPlane(t, "check-test").Addrs()
 	return "http://" + api, xds
 }
 
@@ -121,14 +87,16 @@ func rawProxy(t *testing.T, xds, id, nack string) {
 	}()
 }
 
-// waitCheck polls `trellis check -o json` until cond holds of its report.
+// waitCheck polls `trellis check -o json` until cond holds of its report
+// and the mesh's CA, made in the background once a Mesh with mutual TLS
+// is applied, exists.
 func waitCheck(t *testing.T, server, what string, cond func(render.CheckReport) bool) {
 	t.Helper()
 	deadline := time.Now().Add(15 * time.Second)
 	for {
 		out, _, _ := trellis(t, server, "check", "-o", "json")
 		var rep render.CheckReport
-		if err := json.Unmarshal([]byte(out), &rep); err == nil && cond(rep) {
+		if err := json.Unmarshal([]byte(out), &rep); err == nil && cond(rep) && caMade(rep) {
 			return
 		}
 		if time.Now().After(deadline) {
@@ -136,6 +104,16 @@ func waitCheck(t *testing.T, server, what string, cond func(render.CheckReport) 
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// caMade reports whether no identity check still waits for a CA.
+func caMade(rep render.CheckReport) bool {
+	for _, c := range rep.Checks {
+		if strings.Contains(c.Message, "no CA yet") {
+			return false
+		}
+	}
+	return true
 }
 
 func status(rep render.CheckReport, name string) render.CheckStatus {

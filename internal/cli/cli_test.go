@@ -27,8 +27,16 @@ const token = "cli-test-token"
 // caller's environment and home directory are hidden from the CLI.
 func controlPlane(t *testing.T) string {
 	t.Helper()
+	api, _ := startPlane(t, "cli-test").Addrs()
+	return "http://" + api
+}
+
+// startPlane runs the control plane named name for controlPlane and
+// checkPlane.
+func startPlane(t *testing.T, name string) *control.Control {
+	t.Helper()
 	t.Setenv("HOME", t.TempDir())
-	for _, k := range []string{"TRELLIS_CONFIG", "TRELLIS_SERVER", "TRELLIS_TOKEN"} {
+	for _, k := range []string{"TRELLIS_CONFIG", "TRELLIS_SERVER", "TRELLIS_TOKEN", "TRELLIS_CA_FILE"} {
 		t.Setenv(k, "")
 	}
 	s, err := bolt.Open(filepath.Join(t.TempDir(), "trellis.db"), bolt.Options{NoSync: true})
@@ -36,7 +44,7 @@ func controlPlane(t *testing.T) string {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { s.Close() })
-	c, err := control.New(control.Options{Store: s, APIAddr: "127.0.0.1:0", XDSAddr: "127.0.0.1:0", Token: token, Name: "cli-test"})
+	c, err := control.New(control.Options{Store: s, APIAddr: "127.0.0.1:0", XDSAddr: "127.0.0.1:0", Token: token, Name: name})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -59,8 +67,7 @@ func controlPlane(t *testing.T) string {
 	case <-time.After(15 * time.Second):
 		t.Fatal("control plane not ready")
 	}
-	api, _ := c.Addrs()
-	return "http://" + api
+	return c
 }
 
 // trellis runs the command line against server and returns its output and
