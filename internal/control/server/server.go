@@ -13,6 +13,7 @@
 //	GET    /api/v1/stats, GET /api/v1/edges    golden metrics (stats.go)
 //	GET    /api/v1/health                      store, reconciler, xDS (health.go)
 //	GET    /debug/pprof/...                    Go's profiler
+//	GET    /ui/                                the web dashboard (ui.go)
 //
 // Errors are JSON objects {"error": "...", "details": [...]} with 400 for a
 // malformed request, 401 without a valid token, 404 for an unknown kind or
@@ -110,6 +111,7 @@ func New(o Options) http.Handler {
 	a.identityRoutes(mux)
 	a.statsRoutes(mux)
 	a.healthRoutes(mux)
+	a.uiRoutes(mux)
 	return mux
 }
 
