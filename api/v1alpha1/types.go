@@ -202,6 +202,18 @@ type DataplaneSpec struct {
 	// use. A DNS-1123 label. Default: the label "app", else
 	// metadata.name (see IdentityService); Default does not write it.
 	Identity string `json:"identity,omitempty"`
+	// Bridge, when set, opts the instance into the HTTP bridge to message
+	// brokers (docs/bridge.md): the application publishes on
+	// 127.0.0.1:<bridge.port> and the sidecar delivers the Subscriptions
+	// targeting its Services to the inbound's application port.
+	Bridge *DataplaneBridge `json:"bridge,omitempty"`
+}
+
+// DataplaneBridge is a Dataplane's HTTP bridge opt-in.
+type DataplaneBridge struct {
+	// Port is the local port (on 127.0.0.1) the application publishes to.
+	// Required, 1-65535.
+	Port int32 `json:"port"`
 }
 
 // Inbound is one service port served by the instance.
