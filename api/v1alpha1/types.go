@@ -226,6 +226,12 @@ type Inbound struct {
 	AppPort int32 `json:"appPort"`
 	// AppAddress is the application's address. Default: 127.0.0.1.
 	AppAddress string `json:"appAddress,omitempty"`
+	// KafkaBrokerID is the id (broker.id / node.id) of the Kafka broker
+	// the application is, for an inbound serving a Service port of
+	// protocol kafka: callers reach this instance as that broker through
+	// the port OutboundKafka assigns it (docs/messaging.md). 0 to 65535.
+	// Unset: callers reach the instance only through the bootstrap port.
+	KafkaBrokerID *int32 `json:"kafkaBrokerID,omitempty"`
 }
 
 // Outbound is one upstream the application calls through the proxy.
@@ -238,6 +244,24 @@ type Outbound struct {
 	Port int32 `json:"port,omitempty"`
 	// LocalPort is the port on 127.0.0.1 the application calls.
 	LocalPort int32 `json:"localPort"`
+	// Kafka, for a Service port of protocol kafka, serves every broker of
+	// the Service on a local port of its own and rewrites the broker
+	// addresses in the responses to them, so that the client reaches
+	// every broker through the proxy (docs/messaging.md). Unset:
+	// LocalPort is only a bootstrap address.
+	Kafka *OutboundKafka `json:"kafka,omitempty"`
+}
+
+// OutboundKafka assigns local ports to the brokers of a Kafka Service: the
+// broker with id b (Inbound.KafkaBrokerID) is served on
+// 127.0.0.1:BrokerPortBase+b.
+type OutboundKafka struct {
+	// BrokerPortBase is the local port of broker id 0. Required.
+	BrokerPortBase int32 `json:"brokerPortBase"`
+	// MaxBrokerID is the highest broker id served: the ports
+	// BrokerPortBase to BrokerPortBase+MaxBrokerID are reserved. Brokers
+	// with a higher id get no port. Default: 15.
+	MaxBrokerID int32 `json:"maxBrokerID,omitempty"`
 }
 
 // Locality is a region and zone.
