@@ -131,8 +131,11 @@ type nodeState struct {
 	fed   bool    // a baseline push has been taken
 	start float64 // process_start_time_seconds of the last push
 	last  time.Time
-	prev  map[sampleKey]float64
-	hist  map[sampleKey]*[nLat]float64
+	// leaf is when the proxy's leaf certificate expires, from its last
+	// push that said (zero: never said).
+	leaf time.Time
+	prev map[sampleKey]float64
+	hist map[sampleKey]*[nLat]float64
 	// Scratch space of one push, kept to spare allocations.
 	deltas map[seriesKey]*delta
 	gauges map[seriesKey]int64
@@ -210,6 +213,9 @@ func (a *Aggregator) Ingest(nodeID string, fams []*dto.MetricFamily) error {
 	ns.mu.Lock()
 	defer ns.mu.Unlock()
 	ns.last = now
+	if secs, ok := leafExpiry(fams); ok {
+		ns.leaf = now.Add(time.Duration(secs * float64(time.Second))).Truncate(time.Second)
+	}
 	start, restarted := processStart(fams), false
 	if start != 0 {
 		restarted = ns.start != 0 && start != ns.start

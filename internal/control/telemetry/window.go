@@ -82,14 +82,19 @@ type sum struct {
 // window adds up the n complete intervals before cur. The interval in
 // progress is left out so that rates do not dip while it fills.
 func (r *ring) window(cur, n int64) sum {
+	return r.span(cur-min(n, int64(len(r.buckets))), cur)
+}
+
+// span adds up the intervals [from, to) the ring still holds, from the
+// series' first on.
+func (r *ring) span(from, to int64) sum {
 	var s sum
-	n = min(n, int64(len(r.buckets)))
-	from := max(cur-n, r.first)
-	if from >= cur {
+	from = max(from, r.first, to-int64(len(r.buckets)))
+	if from >= to {
 		return s
 	}
-	s.intervals = cur - from
-	for idx := from; idx < cur; idx++ {
+	s.intervals = to - from
+	for idx := from; idx < to; idx++ {
 		b := &r.buckets[int(idx%int64(len(r.buckets)))]
 		if b.idx != idx {
 			continue
