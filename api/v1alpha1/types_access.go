@@ -84,7 +84,10 @@ type AccessSource struct {
 
 // AccessOperation describes requests; it matches one when every field it
 // sets matches (a field matches when one of its entries does). Ports apply
-// to every protocol; the other fields only to HTTP and gRPC.
+// to every protocol; Kafka only to Service ports of protocol kafka, NATS
+// only to ports of protocol nats (an entry with either matches nothing on
+// other ports); the other fields only to HTTP and gRPC. Kafka, NATS and the
+// HTTP fields exclude each other.
 type AccessOperation struct {
 	// Ports are ports of the targeted Services (spec.ports[].port).
 	Ports []int32 `json:"ports,omitempty"`
@@ -100,6 +103,62 @@ type AccessOperation struct {
 	Headers []AccessHeaderMatch `json:"headers,omitempty"`
 	// GRPCMethods match gRPC calls by service and method.
 	GRPCMethods []AccessGRPCMethod `json:"grpcMethods,omitempty"`
+	// Kafka matches Kafka produce and consume requests by topic. The
+	// sidecar's Kafka filter enforces it per request (a refused topic
+	// gets TOPIC_AUTHORIZATION_FAILED, the connection stays up).
+	Kafka *AccessKafka `json:"kafka,omitempty"`
+	// NATS matches NATS publishes and subscriptions by subject. The
+	// sidecar's NATS filter enforces it per operation (a refused one gets
+	// nats-server's -ERR 'Permissions Violation ...', the connection stays
+	// up).
+	NATS *AccessNATS `json:"nats,omitempty"`
+}
+
+// KafkaOperation is what a Kafka client does to a topic.
+type KafkaOperation string
+
+// The Kafka operations.
+const (
+	// KafkaProduce is a Produce request.
+	KafkaProduce KafkaOperation = "produce"
+	// KafkaConsume is a Fetch request.
+	KafkaConsume KafkaOperation = "consume"
+)
+
+// AccessKafka matches Kafka requests.
+type AccessKafka struct {
+	// Topics are topic names ("orders"), prefixes ending in "*"
+	// ("orders.*" matches "orders.created"), or "*" for every topic. At
+	// least one.
+	Topics []string `json:"topics"`
+	// Operations are produce and consume. Empty: both. A source allowed
+	// to produce to or consume from a topic may also see it in Metadata
+	// answers; topics it may do neither with are hidden from it.
+	Operations []KafkaOperation `json:"operations,omitempty"`
+}
+
+// NATSOperation is what a NATS client does with a subject.
+type NATSOperation string
+
+// The NATS operations.
+const (
+	// NATSPublish is a PUB or HPUB.
+	NATSPublish NATSOperation = "publish"
+	// NATSSubscribe is a SUB.
+	NATSSubscribe NATSOperation = "subscribe"
+)
+
+// AccessNATS matches NATS operations.
+type AccessNATS struct {
+	// Subjects are NATS subject patterns: "orders.created", "orders.*"
+	// ("*" is one token), "orders.>" (a final ">" is one or more tokens).
+	// In an ALLOW policy an operation matches when its subject lies within
+	// a pattern (a subscription to "orders.>" is not within "orders.*");
+	// in DENY policies when it overlaps one (a subscription to
+	// "orders.>" overlaps "orders.secret"). At least one.
+	Subjects []string `json:"subjects"`
+	// Operations are publish and subscribe. Empty: both.
+	Operations []NATSOperation `json:"operations,omitempty"`
 }
 
 // AccessPathMatch matches the normalized path; exactly one field is set.

@@ -144,9 +144,11 @@ func validateIPBlocks(blocks []string, p *field.Path) field.ErrorList {
 
 func validateAccessOperation(o *AccessOperation, p *field.Path) field.ErrorList {
 	var errs field.ErrorList
-	if len(o.Ports)+len(o.Methods)+len(o.Paths)+len(o.Hosts)+len(o.Headers)+len(o.GRPCMethods) == 0 {
-		return field.ErrorList{field.Required(p, "at least one of ports, methods, paths, hosts, headers, grpcMethods (leave to out to match every request)")}
+	http := len(o.Methods)+len(o.Paths)+len(o.Hosts)+len(o.Headers)+len(o.GRPCMethods) > 0
+	if len(o.Ports) == 0 && !http && o.Kafka == nil && o.NATS == nil {
+		return field.ErrorList{field.Required(p, "at least one of ports, methods, paths, hosts, headers, grpcMethods, kafka, nats (leave to out to match every request)")}
 	}
+	errs = append(errs, validateAccessMessaging(o, http, p)...)
 	for _, l := range []struct {
 		name string
 		n    int

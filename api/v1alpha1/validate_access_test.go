@@ -108,7 +108,7 @@ func TestValidateAccessPolicy(t *testing.T) {
 			`spec.rules[0].from[2].ipBlocks[4]: Duplicate value: "192.0.2.0/24"`,
 		}},
 		{"empty operation", access(func(p *api.AccessPolicy) { p.Spec.Rules[1].To = []api.AccessOperation{{}} }),
-			[]string{"spec.rules[1].to[0]: Required value: at least one of ports, methods, paths, hosts, headers, grpcMethods (leave to out to match every request)"}},
+			[]string{"spec.rules[1].to[0]: Required value: at least one of ports, methods, paths, hosts, headers, grpcMethods, kafka, nats (leave to out to match every request)"}},
 		{"no operations: every request", access(func(p *api.AccessPolicy) { p.Spec.Rules[1].To = nil }), nil},
 		{"ports and methods", access(op(func(o *api.AccessOperation) {
 			o.Ports = []int32{0, 8080, 8080}

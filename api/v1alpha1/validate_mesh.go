@@ -204,5 +204,6 @@ func validateDataplaneSpec(s *DataplaneSpec, p *field.Path) field.ErrorList {
 		}
 		local[out.LocalPort] = true
 	}
+	errs = append(errs, validateDataplaneKafka(s, shared, p)...)
 	return errs
 }
