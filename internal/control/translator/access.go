@@ -40,6 +40,11 @@ type access struct {
 	audit, deny, allow *rbacv3.RBAC
 	net                []*listenerv3.Filter // the engines as network filters (TCP ports)
 	foreign            map[string]bool      // other meshes whose trust domain a source reads
+	// msg is the protocol filter with its topic or subject policy (and,
+	// for Kafka, the policy filter after it) of a kafka or nats port on
+	// which some rule names topics or subjects; nil otherwise
+	// (access_messaging.go).
+	msg []*listenerv3.Filter
 }
 
 // accessKey caches the access of an inbound (inboundKey: the listener's
@@ -116,7 +121,7 @@ func (b *builder) accessFor(servers []*service, sp int32, proto v1alpha1.Protoco
 			*e = &rbacv3.RBAC{Action: action, Policies: map[string]*rbacv3.Policy{}}
 		}
 		for i := range p.Spec.Rules {
-			if pol := a.rbacPolicy(sec, p, &p.Spec.Rules[i], sp, isHTTP(proto)); pol != nil {
+			if pol := a.rbacPolicy(sec, p, &p.Spec.Rules[i], sp, proto); pol != nil {
 				(*e).Policies[v1alpha1.NamespaceOf(p)+"/"+p.Name+"/rule/"+strconv.Itoa(i)] = pol
 			}
 		}
@@ -127,19 +132,22 @@ func (b *builder) accessFor(servers []*service, sp int32, proto v1alpha1.Protoco
 	if a.audit == nil && a.deny == nil && a.allow == nil {
 		return nil
 	}
+	if isMessaging(proto) && len(servers) > 0 {
+		a.msg = a.messagingPolicy(sec, pols, servers[0], sp, proto)
+	}
 	return a
 }
 
 // rbacPolicy is one rule of p as an Envoy policy on a listener of service
 // port sp, or nil when the rule cannot match there: its operations are
 // all for other ports, or (ALLOW on a TCP port) need HTTP fields.
-func (a *access) rbacPolicy(sec *security, p *v1alpha1.AccessPolicy, r *v1alpha1.AccessRule, sp int32, http bool) *rbacv3.Policy {
+func (a *access) rbacPolicy(sec *security, p *v1alpha1.AccessPolicy, r *v1alpha1.AccessRule, sp int32, proto v1alpha1.Protocol) *rbacv3.Policy {
 	pol := &rbacv3.Policy{}
 	if len(r.To) == 0 {
 		pol.Permissions = []*rbacv3.Permission{anyPermission()}
 	}
 	for i := range r.To {
-		if pm, ok := operation(&r.To[i], sp, http, p.Spec.Action == v1alpha1.AccessAllow); ok {
+		if pm, ok := operation(&r.To[i], sp, proto, p.Spec.Action); ok {
 			pol.Permissions = append(pol.Permissions, pm)
 		}
 	}
@@ -201,16 +209,22 @@ func anyPermission() *rbacv3.Permission {
 }
 
 // operation is one `to` entry as a permission on a listener of service
-// port sp. Ports are decided here, since the listener serves one service
-// port: an entry for other ports does not match (ok false), and the
-// ports condition is left out otherwise. On a TCP port, an entry with
-// HTTP fields never matches when allow is set (an ALLOW rule allows no
-// connection on it); otherwise (DENY, AUDIT) those fields are dropped,
-// which denies more, never less.
-func operation(o *v1alpha1.AccessOperation, sp int32, http, allow bool) (*rbacv3.Permission, bool) {
+// port sp with protocol proto, for a policy with action. Ports are
+// decided here, since the listener serves one service port: an entry for
+// other ports does not match (ok false), and the ports condition is left
+// out otherwise. On a TCP port, an entry with HTTP fields never matches
+// when the action is ALLOW (an ALLOW rule allows no connection on it);
+// otherwise (DENY, AUDIT) those fields are dropped, which denies more,
+// never less. An entry with kafka or nats fields is decided per request
+// by the protocol filter (messagingPermission).
+func operation(o *v1alpha1.AccessOperation, sp int32, proto v1alpha1.Protocol, action v1alpha1.AccessAction) (*rbacv3.Permission, bool) {
 	if len(o.Ports) > 0 && !slices.Contains(o.Ports, sp) {
 		return nil, false
 	}
+	if o.Kafka != nil || o.NATS != nil {
+		return messagingPermission(o, proto, action)
+	}
+	http, allow := isHTTP(proto), action == v1alpha1.AccessAllow
 	httpFields := len(o.Methods)+len(o.Paths)+len(o.Hosts)+len(o.Headers)+len(o.GRPCMethods) > 0
 	if !http {
 		if httpFields && allow {

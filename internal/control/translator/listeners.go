@@ -107,7 +107,7 @@ func (b *builder) inbound(in v1alpha1.Inbound) {
 	} else {
 		filter = b.m.inboundFilter(key, mk)
 	}
-	filters := append(acc.network(), messagingFilters(served, sp, true, filter)...)
+	filters := append(acc.network(), messagingFilters(served, sp, true, filter, acc)...)
 	b.res.Listeners = append(b.res.Listeners, b.inboundListener("inbound:"+dp.Spec.Address+":"+strconv.Itoa(int(in.Port)), dp.Spec.Address, in.Port, proto, filters))
 }
 
@@ -161,7 +161,7 @@ func (b *builder) outbound(out v1alpha1.Outbound) {
 		b.routeCfg[o.cfg.Name] = true
 		b.res.Routes = append(b.res.Routes, o.cfg)
 	}
-	b.res.Listeners = append(b.res.Listeners, o.listener(out.LocalPort))
+	b.res.Listeners = append(b.res.Listeners, b.outboundListeners(s, port, out, o)...)
 }
 
 // tcpRoute forwards to the TCPRoutes' backends (the first rule of the

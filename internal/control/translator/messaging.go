@@ -1,6 +1,8 @@
 package translator
 
 import (
+	"slices"
+
 	xdstypev3 "github.com/cncf/xds/go/xds/type/v3"
 	kafkav3 "github.com/envoyproxy/go-control-plane/contrib/envoy/extensions/filters/network/kafka_broker/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
@@ -57,10 +59,15 @@ func messagingStatPrefix(k ServiceKey, port int32, inbound bool) string {
 
 // messagingFilters returns the protocol filter of port of s on one side
 // followed by next (tcp_proxy), or next alone when the port's protocol has
-// no filter (or s is nil).
-func messagingFilters(s *service, port int32, inbound bool, next *listenerv3.Filter) []*listenerv3.Filter {
+// no filter (or s is nil). On an inbound, acc's protocol filters (with a
+// topic or subject policy, access_messaging.go) take the place of the
+// plain one.
+func messagingFilters(s *service, port int32, inbound bool, next *listenerv3.Filter, acc *access) []*listenerv3.Filter {
 	if s == nil || !isMessaging(protocolOf(portOf(s.spec, port))) {
 		return []*listenerv3.Filter{next}
+	}
+	if acc != nil && len(acc.msg) > 0 {
+		return append(slices.Clone(acc.msg), next)
 	}
 	return []*listenerv3.Filter{messagingFilter(s, port, inbound), next}
 }
