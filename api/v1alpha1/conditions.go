@@ -95,6 +95,8 @@ func Conditions(obj Object, l Lookup) []metav1.Condition {
 		r.policy(&c, o)
 	case *AccessPolicy:
 		r.accessPolicy(&c, o)
+	case *Subscription:
+		r.subscription(&c, o)
 	default:
 		c.set(ConditionAccepted, true, ReasonAccepted, "")
 	}

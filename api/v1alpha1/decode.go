@@ -102,7 +102,7 @@ func kindFor(apiVersion, kind string) (KindInfo, error) {
 	var supported []string
 	switch apiVersion {
 	case APIVersion:
-		supported = []string{KindMesh, KindService, KindDataplane, KindTrafficPolicy, KindAccessPolicy}
+		supported = []string{KindMesh, KindService, KindDataplane, KindTrafficPolicy, KindAccessPolicy, KindBroker, KindSubscription}
 	case GatewayAPIVersion:
 		supported = []string{KindHTTPRoute, KindGRPCRoute, KindTCPRoute}
 	case gatewayV1alpha2:

@@ -60,6 +60,8 @@ var kinds = []KindInfo{
 	{Kind: KindTCPRoute, APIVersion: GatewayAPIVersion, Namespaced: true, Plural: "tcproutes", New: func() Object { return typed(&gwv1.TCPRoute{}, GatewayAPIVersion, KindTCPRoute) }},
 	{Kind: KindTrafficPolicy, APIVersion: APIVersion, Namespaced: true, Plural: "trafficpolicies", Short: "tp", New: func() Object { return typed(&TrafficPolicy{}, APIVersion, KindTrafficPolicy) }},
 	{Kind: KindAccessPolicy, APIVersion: APIVersion, Namespaced: true, Plural: "accesspolicies", Short: "ap", New: func() Object { return typed(&AccessPolicy{}, APIVersion, KindAccessPolicy) }},
+	{Kind: KindBroker, APIVersion: APIVersion, Namespaced: true, Plural: "brokers", New: func() Object { return typed(&Broker{}, APIVersion, KindBroker) }},
+	{Kind: KindSubscription, APIVersion: APIVersion, Namespaced: true, Plural: "subscriptions", Short: "sub", New: func() Object { return typed(&Subscription{}, APIVersion, KindSubscription) }},
 }
 
 func typed(o Object, apiVersion, kind string) Object {
@@ -92,6 +94,10 @@ func KindOf(obj Object) string {
 		return KindTrafficPolicy
 	case *AccessPolicy:
 		return KindAccessPolicy
+	case *Broker:
+		return KindBroker
+	case *Subscription:
+		return KindSubscription
 	case *gwv1.HTTPRoute:
 		return KindHTTPRoute
 	case *gwv1.GRPCRoute:

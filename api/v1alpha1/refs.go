@@ -61,6 +61,9 @@ func Refs(obj Object) []Ref {
 		for _, t := range o.Spec.TargetRefs {
 			add(Ref{Kind: string(t.Kind), Namespace: ns, Name: string(t.Name)})
 		}
+	case *Subscription:
+		add(Ref{Kind: KindBroker, Namespace: ns, Name: o.Spec.BrokerRef.Name})
+		add(Ref{Kind: KindService, Namespace: ns, Name: o.Spec.TargetRef.Name})
 	case *gwv1.HTTPRoute:
 		for _, r := range parentRefs(o.Spec.ParentRefs, ns) {
 			add(r)

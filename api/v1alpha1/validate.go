@@ -34,10 +34,15 @@ func Validate(obj Object) field.ErrorList {
 		errs = append(errs, validateServiceSpec(&o.Spec, spec)...)
 	case *Dataplane:
 		errs = append(errs, validateDataplaneSpec(&o.Spec, spec)...)
+		errs = append(errs, validateDataplaneBridge(o.Spec.Bridge, spec.Child("bridge"))...)
 	case *TrafficPolicy:
 		errs = append(errs, validateTrafficPolicySpec(&o.Spec, spec)...)
 	case *AccessPolicy:
 		errs = append(errs, validateAccessPolicySpec(&o.Spec, spec)...)
+	case *Broker:
+		errs = append(errs, validateBrokerSpec(&o.Spec, spec)...)
+	case *Subscription:
+		errs = append(errs, validateSubscriptionSpec(&o.Spec, spec)...)
 	case *gwv1.HTTPRoute:
 		errs = append(errs, validateHTTPRouteSpec(&o.Spec, spec)...)
 	case *gwv1.GRPCRoute:

@@ -33,6 +33,10 @@ func setStatus(obj v1alpha1.Object, l v1alpha1.Lookup) {
 		o.Status = v1alpha1.Status{ObservedGeneration: gen, Conditions: conds}
 	case *v1alpha1.AccessPolicy:
 		o.Status = v1alpha1.Status{ObservedGeneration: gen, Conditions: conds}
+	case *v1alpha1.Broker:
+		o.Status = v1alpha1.Status{ObservedGeneration: gen, Conditions: conds}
+	case *v1alpha1.Subscription:
+		o.Status = v1alpha1.Status{ObservedGeneration: gen, Conditions: conds}
 	case *v1alpha1.Dataplane:
 		for _, c := range conds {
 			setCondition(&o.Status.Conditions, c)
