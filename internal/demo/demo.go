@@ -233,7 +233,7 @@ func Run(ctx context.Context, o Options) (err error) {
 		defer func() { stopLoad(); load.wait() }()
 	}
 	tour(o.Out, tourInfo{
-		dir: dir, api: apiURL, xds: xdsAddr, entry: entry, applied: applied, ins: ins, rate: o.Rate,
+		dir: dir, api: apiURL, xds: xdsAddr, dashboard: dashboardURL(apiURL, c.Token()), entry: entry, applied: applied, ins: ins, rate: o.Rate,
 		config: cc.describe(filepath.Join(dir, client.ConfigFile)), route: routePath(dir),
 	})
 	toured = true

@@ -5,10 +5,13 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"io"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"regexp"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -80,6 +83,8 @@ func TestRun(t *testing.T) {
 		t.Errorf("client config: %v", err)
 	}
 	wait("load summary", regexp.MustCompile(`(?m)^load: \d+ requests in 300ms, [1-9]\d* ok`))
+	wait("dashboard URL", regexp.MustCompile(`(?m)^  dashboard\s+(http://\S+)/ui/#token=(\S+)$`))
+	checkDashboard(t, m[1], m[2])
 
 	cancel()
 	select {
@@ -98,5 +103,34 @@ func TestRun(t *testing.T) {
 	if resp, err := http.Get(entry); err == nil {
 		resp.Body.Close()
 		t.Errorf("the frontend still answers after Run")
+	}
+}
+
+// checkDashboard opens the dashboard URL the tour printed, and the API
+// with the token in its fragment.
+func checkDashboard(t *testing.T, api, fragToken string) {
+	t.Helper()
+	resp, err := http.Get(api + "/ui/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	page, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || !strings.Contains(string(page), "<title>Trellis dashboard</title>") {
+		t.Errorf("dashboard page: %s\n%s", resp.Status, page)
+	}
+	token, err := url.QueryUnescape(fragToken)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req, _ := http.NewRequest(http.MethodGet, api+"/api/v1/meshes", nil)
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err = http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Errorf("the API with the dashboard URL's token: %s, want 200", resp.Status)
 	}
 }

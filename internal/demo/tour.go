@@ -3,6 +3,7 @@ package demo
 import (
 	"fmt"
 	"io"
+	"net/url"
 	"path/filepath"
 	"strings"
 	"text/tabwriter"
@@ -10,14 +11,15 @@ import (
 
 // tourInfo is what the tour prints.
 type tourInfo struct {
-	dir      string      // the data directory
-	api, xds string      // the control plane's http://HOST:PORT and HOST:PORT
-	entry    string      // the frontend through the load generator's sidecar
-	applied  []string    // KIND/NAME of the applied resources
-	ins      []*instance // with their ports
-	rate     float64     // load, requests per second
-	config   string      // how the CLI finds the demo (cliConfig.describe)
-	route    string      // the route file to edit
+	dir       string      // the data directory
+	api, xds  string      // the control plane's http://HOST:PORT and HOST:PORT
+	dashboard string      // the web dashboard's URL, token included (dashboardURL)
+	entry     string      // the frontend through the load generator's sidecar
+	applied   []string    // KIND/NAME of the applied resources
+	ins       []*instance // with their ports
+	rate      float64     // load, requests per second
+	config    string      // how the CLI finds the demo (cliConfig.describe)
+	route     string      // the route file to edit
 }
 
 // tour prints what runs where and the commands to try.
@@ -40,8 +42,8 @@ func tour(w io.Writer, t tourInfo) {
 	if t.rate > 0 {
 		fmt.Fprintf(tw, "  load\t%g requests/s to the frontend through loadgen-1's sidecar, summed up below\n", t.rate)
 	}
-	fmt.Fprintf(tw, "  dashboard\tnot built yet: it arrives with the dashboard work of issue 6;\n")
-	fmt.Fprintf(tw, "  \tuntil then the control plane's API is %s\n", t.api)
+	fmt.Fprintf(tw, "  dashboard\t%s\n", t.dashboard)
+	fmt.Fprintf(tw, "  \tin a browser on this machine: service graph, golden metrics, resources, sidecars, live tap\n")
 	tw.Flush()
 
 	fmt.Fprintf(w, "\n%s\n", t.config)
@@ -102,4 +104,15 @@ func frontendAdmin(ins []*instance) int {
 		}
 	}
 	return 0
+}
+
+// dashboardURL is the address of the control plane's web dashboard at
+// api. The token travels in the fragment, which the browser never sends:
+// the page moves it to the tab's session storage (docs/dashboard.md).
+func dashboardURL(api, token string) string {
+	u := api + "/ui/"
+	if token != "" {
+		u += "#token=" + url.QueryEscape(token)
+	}
+	return u
 }
