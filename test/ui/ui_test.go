@@ -221,7 +221,7 @@ func TestDashboard(t *testing.T) {
 		}
 		t.Fatal(err)
 	}
-	for _, v := range []string{"overview", "services", "routes", "resources", "dataplanes", "tap"} {
+	for _, v := range []string{"overview", "services", "routes", "resources", "resources-refused", "dataplanes", "tap"} {
 		if fi, err := os.Stat(filepath.Join(dir, "dashboard-"+v+".png")); err != nil || fi.Size() == 0 {
 			t.Errorf("screenshot of %s: %v", v, err)
 		}

@@ -112,7 +112,11 @@ export function graph(services, edgeList) {
     if (b.x > a.x) {
       const x1 = a.x + NW, y1 = a.y + NH / 2, x2 = b.x - 2, y2 = b.y + NH / 2, dx = (x2 - x1) / 2;
       d = `M${x1},${y1}C${x1 + dx},${y1} ${x2 - dx},${y2} ${x2},${y2}`;
-      mx = (x1 + x2) / 2; my = (y1 + y2) / 2;
+      // The label sits past the middle, where a caller's edges to
+      // different callees have drawn apart.
+      const t = 0.62, u = 1 - t;
+      mx = u * u * u * x1 + 3 * u * u * t * (x1 + dx) + 3 * u * t * t * (x2 - dx) + t * t * t * x2;
+      my = (u * u * u + 3 * u * u * t) * y1 + (3 * u * t * t + t * t * t) * y2;
     } else { // a call back or within a column: an arc below both
       const x1 = a.x + NW / 2, y1 = a.y + NH, x2 = b.x + NW / 2 + 8, y2 = b.y + NH + 2, drop = 46;
       d = `M${x1},${y1}C${x1},${y1 + drop} ${x2},${y2 + drop} ${x2},${y2}`;

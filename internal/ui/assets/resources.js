@@ -2,16 +2,28 @@
 // objects first) and the Dataplanes view (connection, configuration and
 // certificate state of each sidecar).
 
-import { get } from './api.js';
+import { get, APIError } from './api.js';
 import { h, table, empty, nameCell, rps, duration, ago, utc } from './dom.js';
 import { conditions, conditionBadges } from './views.js';
 import { WINDOW } from './views.js';
 
-/** The kinds listed, in the order the control plane applies them. */
+/** The kinds listed, in the order the control plane applies them. A kind
+ * the control plane does not know (an older one) is left out. */
 const KINDS = [
   ['meshes', 'Mesh'], ['services', 'Service'], ['dataplanes', 'Dataplane'], ['httproutes', 'HTTPRoute'],
   ['grpcroutes', 'GRPCRoute'], ['tcproutes', 'TCPRoute'], ['trafficpolicies', 'TrafficPolicy'], ['accesspolicies', 'AccessPolicy'],
+  ['brokers', 'Broker'], ['subscriptions', 'Subscription'],
 ];
+
+/** list lists a kind; null when the control plane does not know it. */
+async function list(plural, signal) {
+  try {
+    return (await get('/api/v1/' + plural, signal)).items || [];
+  } catch (err) {
+    if (err instanceof APIError && err.status === 404 && /unknown kind/.test(err.message)) return null;
+    throw err;
+  }
+}
 
 const fullName = (o) => (o.metadata.namespace ? `${o.metadata.namespace}/${o.metadata.name}` : o.metadata.name);
 const meshOf = (o) => (o.kind === 'Mesh' ? o.metadata.name : (o.metadata.labels || {})['trellis.dev/mesh'] || 'default');
@@ -45,16 +57,16 @@ export const resources = {
   title: 'Resources',
   async load(signal) {
     const [lists, hl] = await Promise.all([
-      Promise.all(KINDS.map(([plural]) => get('/api/v1/' + plural, signal))),
+      Promise.all(KINDS.map(([plural]) => list(plural, signal))),
       get('/api/v1/health', signal).catch((e) => ({ error: e.message })),
     ]);
     const byKind = {};
-    KINDS.forEach(([, kind], i) => (byKind[kind] = lists[i].items || []));
+    KINDS.forEach(([, kind], i) => { if (lists[i]) byKind[kind] = lists[i]; });
     return { byKind, hl };
   },
   render({ byKind, hl }) {
     const probs = problems(byKind, hl);
-    const sections = KINDS.map(([plural, kind]) => {
+    const sections = KINDS.filter(([, kind]) => byKind[kind]).map(([plural, kind]) => {
       const items = byKind[kind];
       const rows = items.map((o) => h('tr', { 'data-kind': kind, 'data-name': fullName(o) },
         h('td', {}, nameCell(fullName(o))),

@@ -20,6 +20,14 @@ const TIMEOUT = 30_000; // per assertion: the page refreshes every 3 s
 const SERVICES = ['frontend', 'catalog', 'reviews-v1', 'reviews-v2'].map((s) => 'default/' + s);
 const EDGES = [['loadgen', 'frontend'], ['frontend', 'catalog'], ['frontend', 'reviews-v1'], ['frontend', 'reviews-v2']]
   .map(([a, b]) => ['default/' + a, 'default/' + b]);
+const REFUSED_ROUTE = `apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: refused, namespace: default, labels: {trellis.dev/mesh: default}}
+spec:
+  parentRefs: [{group: "", kind: Service, name: checkout, port: 80}]
+  rules:
+  - backendRefs: [{group: "", kind: Service, name: catalog, port: 80}]
+`;
 const DATAPLANES = ['loadgen-1', 'frontend-1', 'catalog-1', 'reviews-1', 'reviews-2'].map((d) => 'default/' + d);
 
 const problems = []; // page errors and console errors, fatal at the end of each step
@@ -158,6 +166,33 @@ try {
   ok('dataplanes: ' + DATAPLANES.map((n) => `${n.split('/')[1]} ${dps.got[n].state}, ${dps.got[n].cert}`).join('; '));
   noProblems('dataplanes');
   await shot(page, 'dataplanes');
+
+  // A refused document: a route whose parent does not exist (it changes
+  // no traffic) shows as a problem, with the control plane's reason.
+  const applied = await page.evaluate(async (doc) => {
+    const t = sessionStorage.getItem('trellis.token');
+    const r = await fetch('/api/v1/apply', { method: 'POST', body: doc, headers: t ? { Authorization: 'Bearer ' + t } : {} });
+    return `${r.status} ${await r.text()}`;
+  }, REFUSED_ROUTE);
+  if (!applied.startsWith('200')) throw new Error('applying the refused route: ' + applied);
+  await view(page, 'resources');
+  const refused = await until(page, 'the refused route in the problems box and in red in its table', () => {
+    const tr = document.querySelector('section[data-kind="HTTPRoute"] tr[data-name="default/refused"]');
+    const box = document.querySelector('[data-problems]');
+    const got = {
+      problems: box?.dataset.problems,
+      listed: [...(box?.querySelectorAll('li') || [])].map((li) => li.innerText.replace(/\s+/g, ' ')).find((t) => /HTTPRoute default\/refused: Accepted=False NoMatchingParent/.test(t)),
+      badge: tr?.querySelector('.cond[data-condition="Accepted"]')?.dataset.status,
+      message: tr?.querySelector('.cond[data-condition="ResolvedRefs"] .msg')?.innerText,
+    };
+    return { ok: !!got.listed && got.badge === 'False' && /Service default\/checkout not found/.test(got.message || ''), got };
+  });
+  ok(`resources: a refused route is listed as a problem: "${refused.got.listed}"`);
+  await shot(page, 'resources-refused');
+  await page.evaluate(async () => {
+    const t = sessionStorage.getItem('trellis.token');
+    await fetch('/api/v1/httproutes/refused?namespace=default', { method: 'DELETE', headers: t ? { Authorization: 'Bearer ' + t } : {} });
+  });
 
   // Tap: only when the control plane has the endpoint.
   const probe = await page.evaluate(async () => {
