@@ -22,6 +22,7 @@ import (
 	"github.com/trellis-mesh/trellis/internal/proxy/tlsx"
 	"github.com/trellis-mesh/trellis/internal/telemetry/accesslog"
 	"github.com/trellis-mesh/trellis/internal/telemetry/metrics"
+	"github.com/trellis-mesh/trellis/internal/telemetry/tap"
 	"github.com/trellis-mesh/trellis/internal/telemetry/trace"
 	"github.com/trellis-mesh/trellis/internal/xds/decode"
 )
@@ -48,6 +49,7 @@ type Proxy struct {
 	clusters  *cluster.Manager
 	listeners *listener.Manager
 	tracers   *trace.Manager // span exporters; outlive snapshots
+	tap       *tap.Tap       // trellis tap subscriptions; outlive snapshots
 	// statsSinks push metrics to the bootstrap's stats_sinks (statsink.go).
 	statsSinks statsSinks
 	started    time.Time
@@ -82,6 +84,7 @@ func New(opts Options) *Proxy {
 		clusters: cluster.NewManager(reg, opts.Logger), started: time.Now(),
 	}
 	p.tracers = trace.NewManager(opts.Logger)
+	p.tap = tap.New(0)
 	reg.Prom.MustRegister(&mtlsCollector{p: p})
 	p.listeners = listener.NewManager(opts.Logger, reg)
 	p.listeners.DrainTimeout = opts.DrainTimeout
@@ -128,7 +131,7 @@ func (p *Proxy) apply(b *bootstrapv3.Bootstrap, dryRun bool) error {
 		return err
 	}
 	deps := listener.Deps{Clusters: set, Secrets: secrets, Metrics: p.metrics, Sinks: p.sinks, Log: p.log}
-	deps.Tracers, deps.NodeID = p.tracers, b.GetNode().GetId()
+	deps.Tracers, deps.NodeID, deps.Tap = p.tracers, b.GetNode().GetId(), p.tap
 	var ls []*listener.Listener
 	var errs []error
 	names := map[string]int{}
@@ -207,6 +210,10 @@ func (p *Proxy) StartAdmin(addr string) error {
 // Metrics returns the proxy's metrics registry, so components beside the
 // proxy (the xDS client) can register metrics served on /stats/prometheus.
 func (p *Proxy) Metrics() *metrics.Registry { return p.metrics }
+
+// Tap returns the proxy's tap: the ADS client streams its events to the
+// control plane (trellis tap, docs/tap.md).
+func (p *Proxy) Tap() *tap.Tap { return p.tap }
 
 func (p *Proxy) startAdmin(addr string) error {
 	ln, err := admin.Listen(addr)

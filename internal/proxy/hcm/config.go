@@ -16,6 +16,7 @@ import (
 
 	"github.com/trellis-mesh/trellis/internal/proxy/cluster"
 	"github.com/trellis-mesh/trellis/internal/proxy/httpfilter"
+	"github.com/trellis-mesh/trellis/internal/proxy/httpfilter/bridgefilter"
 	"github.com/trellis-mesh/trellis/internal/proxy/httpfilter/cors"
 	"github.com/trellis-mesh/trellis/internal/proxy/httpfilter/fault"
 	"github.com/trellis-mesh/trellis/internal/proxy/httpfilter/headermutation"
@@ -24,6 +25,7 @@ import (
 	"github.com/trellis-mesh/trellis/internal/proxy/route"
 	"github.com/trellis-mesh/trellis/internal/telemetry/accesslog"
 	"github.com/trellis-mesh/trellis/internal/telemetry/metrics"
+	"github.com/trellis-mesh/trellis/internal/telemetry/tap"
 	"github.com/trellis-mesh/trellis/internal/telemetry/trace"
 	"github.com/trellis-mesh/trellis/internal/xds/decode"
 )
@@ -95,6 +97,11 @@ type Config struct {
 	// requests pay nothing for it and trace headers pass untouched).
 	Tracer       *trace.Tracer
 	routeTracing []routeTracing // by route.Route.ID; nil without overrides
+
+	// Tap receives finished requests while a tap is open (tap.go); nil
+	// without. inbound: the listener is an inbound one ("inbound:...").
+	Tap     *tap.Tap
+	inbound bool
 }
 
 // Deps are what Build needs from the snapshot being built.
@@ -111,6 +118,9 @@ type Deps struct {
 	Tracers *trace.Manager
 	// NodeID is the proxy's node id, recorded on spans.
 	NodeID string
+	// Tap is the proxy's tap (trellis tap); nil means requests are not
+	// tapped.
+	Tap *tap.Tap
 }
 
 // Build translates an HttpConnectionManager. Errors name fields below it.
@@ -130,6 +140,7 @@ func Build(pb *hcmv3.HttpConnectionManager, d Deps) (*Config, error) {
 		Stats:             d.Metrics.HTTP(pb.GetStatPrefix()),
 	}
 	c.PreserveExternalRequestID = pb.GetPreserveExternalRequestId()
+	c.Tap, c.inbound = d.Tap, strings.HasPrefix(d.Listener, "inbound:")
 	if pb.GetServerName() != "" {
 		c.ServerName = pb.GetServerName()
 	}
@@ -306,7 +317,7 @@ func buildFilters(pb *hcmv3.HttpConnectionManager, reg httpfilter.Registry) ([]h
 // slog.Default()) their debug lines.
 func Filters(m *metrics.Registry, log *slog.Logger) httpfilter.Registry {
 	return httpfilter.NewRegistry(fault.Builder{}, localratelimit.Builder{Metrics: m}, cors.Builder{}, headermutation.Builder{},
-		rbac.Builder{Metrics: m, Log: log})
+		rbac.Builder{Metrics: m, Log: log}, bridgefilter.Builder{Metrics: m, Log: log})
 }
 
 // OpenAccessLog opens the sink of an Envoy AccessLog (file, stdout, stderr).

@@ -94,6 +94,9 @@ func (s *stream) finish() {
 		rs.Done(s.status)
 		rs.Duration.Observe(d.Seconds())
 	}
+	if t := c.Tap; t != nil && t.Active() {
+		s.tap(t, d)
+	}
 	if len(c.AccessLogs) == 0 {
 		return
 	}

@@ -30,6 +30,7 @@ import (
 	"github.com/trellis-mesh/trellis/internal/proxy/tlsx"
 	"github.com/trellis-mesh/trellis/internal/telemetry/accesslog"
 	"github.com/trellis-mesh/trellis/internal/telemetry/metrics"
+	"github.com/trellis-mesh/trellis/internal/telemetry/tap"
 	"github.com/trellis-mesh/trellis/internal/telemetry/trace"
 	"github.com/trellis-mesh/trellis/internal/xds/decode"
 )
@@ -90,6 +91,9 @@ type Deps struct {
 	// Tracers and NodeID serve connection managers' tracing.
 	Tracers *trace.Manager
 	NodeID  string
+	// Tap is the proxy's tap, handed to connection managers; nil means
+	// none.
+	Tap *tap.Tap
 	// Log receives filters' debug lines (RBAC shadow decisions); nil
 	// means slog.Default().
 	Log *slog.Logger
@@ -237,7 +241,7 @@ func buildChain(fc *listenerv3.FilterChain, l *Listener, d Deps, path string, in
 			fail("filters[%d].typed_config: %v", last, err)
 			break
 		}
-		cfg, err := hcm.Build(pb, hcm.Deps{Tracers: d.Tracers, NodeID: d.NodeID, Listener: l.Name, ListenerAddr: l.Address, Clusters: d.Clusters, Metrics: d.Metrics, Sinks: d.Sinks, Filters: hcm.Filters(d.Metrics, d.Log)})
+		cfg, err := hcm.Build(pb, hcm.Deps{Tracers: d.Tracers, NodeID: d.NodeID, Tap: d.Tap, Listener: l.Name, ListenerAddr: l.Address, Clusters: d.Clusters, Metrics: d.Metrics, Sinks: d.Sinks, Filters: hcm.Filters(d.Metrics, d.Log)})
 		if err != nil {
 			errs = append(errs, decode.PrefixErrors(fmt.Sprintf("%s.filters[%d].typed_config", path, last), err))
 			break

@@ -23,17 +23,18 @@ type RunOptions struct {
 	Logger *slog.Logger
 }
 
-// Run holds the tap stream to the control plane on conn until ctx ends,
+// Run holds the tap stream to the control plane on conn, announcing the
+// proxy's xDS node id, until ctx ends,
 // opening it again after opts.Backoff whenever it breaks. While the
 // stream is down no subscription is open, so requests pay nothing.
-func (t *Tap) Run(ctx context.Context, conn grpc.ClientConnInterface, opts RunOptions) {
+func (t *Tap) Run(ctx context.Context, conn grpc.ClientConnInterface, node string, opts RunOptions) {
 	log := opts.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
 	for ctx.Err() == nil {
 		start := time.Now()
-		err := t.stream(ctx, conn)
+		err := t.stream(ctx, conn, node)
 		t.CancelAll()
 		if ctx.Err() != nil {
 			return
@@ -58,14 +59,14 @@ func (t *Tap) Run(ctx context.Context, conn grpc.ClientConnInterface, opts RunOp
 }
 
 // stream runs one stream until it fails or ctx ends.
-func (t *Tap) stream(ctx context.Context, conn grpc.ClientConnInterface) error {
+func (t *Tap) stream(ctx context.Context, conn grpc.ClientConnInterface, node string) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	cs, err := conn.NewStream(ctx, &watchDesc, WatchMethod)
 	if err != nil {
 		return err
 	}
-	if err := sendJSON(cs, &FromProxy{Node: t.node}); err != nil {
+	if err := sendJSON(cs, &FromProxy{Node: node}); err != nil {
 		return err
 	}
 	errc := make(chan error, 1)

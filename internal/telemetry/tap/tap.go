@@ -58,7 +58,6 @@ type Request struct {
 // Tap is a proxy's set of tap subscriptions. The zero value is not
 // usable; create one with New. Methods are safe for concurrent use.
 type Tap struct {
-	node  string
 	subs  atomic.Pointer[[]*sub] // nil while there is none
 	mu    sync.Mutex             // serializes changes of subs
 	queue chan *FromProxy
@@ -78,13 +77,13 @@ type sub struct {
 	dropped atomic.Int64
 }
 
-// New returns a Tap of the proxy with the given node id whose event
-// queue holds queue events (zero or less: DefaultQueue).
-func New(node string, queue int) *Tap {
+// New returns a Tap whose event queue holds queue events (zero or less:
+// DefaultQueue).
+func New(queue int) *Tap {
 	if queue <= 0 {
 		queue = DefaultQueue
 	}
-	return &Tap{node: node, queue: make(chan *FromProxy, queue)}
+	return &Tap{queue: make(chan *FromProxy, queue)}
 }
 
 // Active reports whether any subscription is open: the connection
@@ -263,10 +262,11 @@ func (s *sub) allow(now time.Time) bool {
 	return true
 }
 
-// event builds the Event of r for s.
+// event builds the Event of r for s; the control plane fills in the
+// dataplane (the stream's node) and the names it resolves.
 func (t *Tap) event(s *sub, r *Request) *Event {
 	e := &Event{
-		Time: r.Start.UTC(), Dataplane: t.node, Direction: Outbound,
+		Time: r.Start.UTC(), Direction: Outbound,
 		Route: r.Route, RequestID: r.RequestID, Method: r.Method, Authority: r.Authority, Path: r.Path,
 		Status: r.Status, DurationMs: float64(r.Duration.Microseconds()) / 1000,
 		BytesIn: r.BytesIn, BytesOut: r.BytesOut, ResponseFlags: r.Flags.String(), Reason: r.Reason,

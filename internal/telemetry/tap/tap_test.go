@@ -57,7 +57,7 @@ func TestMatch(t *testing.T) {
 		{"authority misses", Match{Authority: "catalog"}, inbound(), false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			tp := New("default/r-1", 4)
+			tp := New(4)
 			tp.Subscribe(Subscription{ID: "s", Match: tc.m})
 			tp.Observe(tc.r)
 			if got := len(tp.Events()) == 1; got != tc.want {
@@ -68,7 +68,7 @@ func TestMatch(t *testing.T) {
 }
 
 func TestEventFields(t *testing.T) {
-	tp := New("default/r-1", 4)
+	tp := New(4)
 	tp.Subscribe(Subscription{ID: "s"})
 	in := inbound()
 	id, _ := url.Parse("spiffe://default.trellis.local/default/frontend")
@@ -78,13 +78,13 @@ func TestEventFields(t *testing.T) {
 	got := []*Event{(<-tp.Events()).Event, (<-tp.Events()).Event}
 	g := 14
 	want := []*Event{{
-		Time: in.Start, Dataplane: "default/r-1", Direction: Inbound,
+		Time: in.Start, Direction: Inbound,
 		Source:      Source{Identity: "spiffe://default.trellis.local/default/frontend", Address: "127.0.0.1:5000"},
 		Destination: Destination{Address: "127.0.0.1:9081", Cluster: "inbound:9081"},
 		RequestID:   "rid", Method: "GET", Authority: "reviews", Path: "/reviews/1?x=1", Status: 200, DurationMs: 1.234,
 		BytesIn: 3, BytesOut: 12, ResponseFlags: "-", TLS: true,
 	}, {
-		Time: in.Start, Dataplane: "default/r-1", Direction: Outbound,
+		Time: in.Start, Direction: Outbound,
 		Source:      Source{Address: "127.0.0.1:4000"},
 		Destination: Destination{Service: "default/reviews", Address: "127.0.0.1:9082", Cluster: "default/reviews-v2:80"},
 		Route:       "default/reviews/rule/0", Method: "POST", Authority: "reviews", Path: "/api/x", Status: 503, GRPCStatus: &g,
@@ -96,7 +96,7 @@ func TestEventFields(t *testing.T) {
 }
 
 func TestRedaction(t *testing.T) {
-	tp := New("default/r-1", 4)
+	tp := New(4)
 	tp.Subscribe(Subscription{ID: "s", Headers: true, Redact: []string{"X-Session"}})
 	r := inbound()
 	r.RequestHeader = http.Header{"Authorization": {"Bearer x"}, "Cookie": {"a=b"}, "X-Api-Key": {"k"},
@@ -124,7 +124,7 @@ func TestRedaction(t *testing.T) {
 
 func TestRateCap(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		tp := New("default/r-1", 1000)
+		tp := New(1000)
 		tp.Subscribe(Subscription{ID: "s", MaxRPS: 10})
 		count := func() int {
 			n := 0
@@ -158,7 +158,7 @@ func TestRateCap(t *testing.T) {
 }
 
 func TestQueueFullDrops(t *testing.T) {
-	tp := New("default/r-1", 2)
+	tp := New(2)
 	tp.Subscribe(Subscription{ID: "s", MaxRPS: 1000})
 	for range 5 {
 		tp.Observe(inbound()) // never blocks
@@ -172,7 +172,7 @@ func TestQueueFullDrops(t *testing.T) {
 }
 
 func TestCancel(t *testing.T) {
-	tp := New("default/r-1", 4)
+	tp := New(4)
 	if tp.Active() {
 		t.Fatal("active with no subscription")
 	}
