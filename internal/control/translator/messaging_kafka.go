@@ -32,19 +32,30 @@ import (
 // address it advertises (the client then goes past the mesh).
 
 // brokerEndpoints returns the endpoints of port of s by Kafka broker id:
-// the ready Dataplanes s selects whose inbound serving port declares a
-// broker id.
+// the Dataplanes s selects whose inbound serving port declares a broker
+// id. A broker id is there whether or not its Dataplanes are ready (an
+// id with none ready has no endpoints), so that the set of broker
+// clusters changes with the configuration only, as the Services'
+// clusters do, and never with a proxy coming or going: a proxy receiving
+// its first clusters asks for their endpoints by name, and an ADS server
+// holding a newer cluster set waits for a request naming all of them.
 func (m *meshIndex) brokerEndpoints(s *service, port int32) map[int32][]endpoint {
 	out := map[int32][]endpoint{}
 	if len(s.spec.Selector) == 0 {
 		return out
 	}
 	for _, dp := range m.dataplanes {
-		if !ready(dp) || !v1alpha1.Selects(s.spec.Selector, dp.Labels) {
+		if !v1alpha1.Selects(s.spec.Selector, dp.Labels) {
 			continue
 		}
 		for _, in := range dp.Spec.Inbound {
 			if in.KafkaBrokerID == nil || servicePortOf(in) != port {
+				continue
+			}
+			if !ready(dp) {
+				if _, ok := out[*in.KafkaBrokerID]; !ok {
+					out[*in.KafkaBrokerID] = nil
+				}
 				continue
 			}
 			loc := v1alpha1.Locality{}
