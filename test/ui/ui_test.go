@@ -11,6 +11,7 @@ package ui_test
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -212,7 +213,16 @@ func TestDashboard(t *testing.T) {
 	node.Env = append(os.Environ(), "CHROMIUM="+chromium)
 	node.SysProcAttr = &syscall.SysProcAttr{Setpgid: true} // Chromium's processes go with it
 	node.Cancel = func() error { return syscall.Kill(-node.Process.Pid, syscall.SIGKILL) }
-	out, err := node.CombinedOutput()
+	var output bytes.Buffer
+	node.Stdout, node.Stderr = &output, &output
+	if err := node.Start(); err != nil {
+		t.Fatal(err)
+	}
+	// Chromium runs in node's process group: whatever node leaves there
+	// (it crashed before closing the browser) goes too.
+	t.Cleanup(func() { syscall.Kill(-node.Process.Pid, syscall.SIGKILL) })
+	err = node.Wait()
+	out := output.Bytes()
 	t.Logf("dashboard.mjs (%v):\n%s", time.Since(started).Round(time.Millisecond), out)
 	if err != nil {
 		var exit *exec.ExitError

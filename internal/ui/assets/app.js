@@ -65,7 +65,7 @@ async function refresh() {
     setStatus('bad', `refresh failed: ${err.message}` + (lastOK ? ` (data from ${Math.round((Date.now() - lastOK) / 1000)}s ago)` : ''));
     if (!main.dataset.loaded) main.replaceChildren(h('div', { class: 'notice bad' }, 'Cannot read the control plane: ' + err.message));
   }
-  if (name === current) timer = setTimeout(refresh, REFRESH_MS);
+  if (name === current && !document.hidden) timer = setTimeout(refresh, REFRESH_MS);
 }
 
 async function show() {
