@@ -55,6 +55,9 @@ type MeshSpec struct {
 	// to a collector. Default: none (sidecars pass trace headers through
 	// and record nothing).
 	Tracing *MeshTracing `json:"tracing,omitempty"`
+	// Tap tunes `trellis tap` on the mesh's sidecars (header redaction).
+	// Default: only the built-in headers are redacted.
+	Tap *MeshTap `json:"tap,omitempty"`
 }
 
 // MTLSMode says which inbound connections a mesh's sidecars accept.

@@ -46,6 +46,9 @@ func validateMeshSpec(s *MeshSpec, p *field.Path) field.ErrorList {
 	if t := s.Tracing; t != nil {
 		errs = append(errs, validateMeshTracing(t, p.Child("tracing"))...)
 	}
+	if t := s.Tap; t != nil {
+		errs = append(errs, validateMeshTap(t, p.Child("tap"))...)
+	}
 	return errs
 }
 
