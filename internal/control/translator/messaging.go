@@ -21,12 +21,15 @@ import (
 // "outbound:<namespace>/<name>:<port>" or "inbound:<namespace>/<name>:<port>";
 // tcp_proxy keeps its own stat prefix (the mesh's telemetry reads it).
 //
-// The NATS filter gets no subject policy (it allows everything and
-// observes): AccessPolicies still admit or refuse whole connections by
-// source identity through the RBAC network filter before it (access.go),
-// but mapping them to per-subject rules is not done. The Kafka filter gets
-// no broker address rewrite, so it observes only: clients follow the
-// addresses the brokers advertise.
+// Without policies the filters observe and allow everything. Where
+// AccessPolicies name Kafka topics or NATS subjects, the inbound's filter
+// carries the per-request policy built in access_messaging.go (after the
+// RBAC network filters of access.go, which decide whole connections); a
+// caller's outbound to a kafka port with spec.outbound[].kafka gets the
+// per-broker listeners and the id-based broker address rewrite of
+// messaging_kafka.go. Not done: a per-request AUDIT (AUDIT policies naming
+// topics or subjects report whole connections), and W3C traceparent
+// injection, which the NATS filter supports but the mesh does not turn on.
 const (
 	natsFilterName  = "trellis.filters.network.nats"
 	natsTypeURL     = "type.googleapis.com/trellis.filters.network.nats.v1.Nats"
