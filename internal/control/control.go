@@ -30,6 +30,7 @@ import (
 	"github.com/trellis-mesh/trellis/internal/control/manager"
 	"github.com/trellis-mesh/trellis/internal/control/meshca"
 	"github.com/trellis-mesh/trellis/internal/control/server"
+	"github.com/trellis-mesh/trellis/internal/control/tap"
 	"github.com/trellis-mesh/trellis/internal/control/telemetry"
 	"github.com/trellis-mesh/trellis/internal/control/translator"
 	"github.com/trellis-mesh/trellis/internal/control/xdsserver"
@@ -37,6 +38,7 @@ import (
 	"github.com/trellis-mesh/trellis/internal/discovery/file"
 	"github.com/trellis-mesh/trellis/internal/store"
 	"github.com/trellis-mesh/trellis/internal/telemetry/metrics"
+	telemetrytap "github.com/trellis-mesh/trellis/internal/telemetry/tap"
 )
 
 // Defaults of Options.
@@ -109,6 +111,7 @@ type Control struct {
 	ensuring sync.Map
 	prom     *prometheus.Registry
 	stats    *telemetry.Aggregator
+	tap      *tap.Hub
 	now      func() time.Time
 	ctx      context.Context
 
@@ -188,6 +191,11 @@ func New(opts Options) (*Control, error) {
 		return nil, err
 	}
 	c.prom.MustRegister(c.stats.Collector())
+	if c.tap, err = tap.New(tap.Options{Resolver: tapResolver{c.rec}, Logger: c.log}); err != nil {
+		c.apiLn.Close()
+		c.xdsLn.Close()
+		return nil, err
+	}
 	if c.ca, err = meshca.New(meshca.Options{
 		Store: c.store, LeafTTL: opts.LeafTTL, ProxiesBehind: c.proxiesBehindBundle,
 		Gauge: metrics.NewIdentity(c.prom), Logger: c.log,
@@ -388,7 +396,7 @@ func (c *Control) Run(ctx context.Context) error {
 	defer cancel()
 	c.ctx = ctx
 	api := &http.Server{
-		Handler:           server.New(server.Options{Manager: c.mgr, Token: c.token, Describer: c.rec, Identity: c.ca, Metrics: c.prom, Stats: c.stats, Health: healthSource{c}, Logger: c.log}),
+		Handler:           server.New(server.Options{Manager: c.mgr, Token: c.token, Describer: c.rec, Identity: c.ca, Metrics: c.prom, Stats: c.stats, Health: healthSource{c}, Tap: c.tap, Logger: c.log}),
 		ReadHeaderTimeout: 10 * time.Second,
 		// Failed TLS handshakes (a client with the wrong CA) are logged
 		// with the rest.
@@ -409,6 +417,7 @@ func (c *Control) Run(ctx context.Context) error {
 	c.xds.Register(g)
 	c.ca.Register(g)
 	telemetry.NewService(c.stats, c.log).Register(g)
+	telemetrytap.Register(g, c.tap)
 
 	errc := make(chan error, 3)
 	var wg sync.WaitGroup
@@ -449,6 +458,7 @@ func (c *Control) Run(ctx context.Context) error {
 	case err = <-errc:
 	}
 	cancel()
+	c.tap.Stop() // API tap streams end, so Shutdown need not wait them out
 	sctx, scancel := context.WithTimeout(context.Background(), c.opts.DrainTimeout)
 	defer scancel()
 	api.Shutdown(sctx)

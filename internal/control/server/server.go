@@ -12,6 +12,7 @@
 //	POST   /api/v1/ca/rotate, GET /api/v1/ca/{mesh}   identity (identity.go)
 //	GET    /api/v1/stats, GET /api/v1/edges    golden metrics (stats.go)
 //	GET    /api/v1/health                      store, reconciler, xDS (health.go)
+//	GET    /api/v1/tap?target=...              live requests, NDJSON stream (tap.go)
 //	GET    /debug/pprof/...                    Go's profiler
 //	GET    /ui/                                the web dashboard (ui.go)
 //
@@ -65,6 +66,8 @@ type Options struct {
 	Stats Stats
 	// Health serves GET /api/v1/health (health.go); nil leaves it out.
 	Health HealthSource
+	// Tap serves GET /api/v1/tap (tap.go); nil leaves it out.
+	Tap    Tapper
 	Logger *slog.Logger
 }
 
@@ -111,6 +114,7 @@ func New(o Options) http.Handler {
 	a.identityRoutes(mux)
 	a.statsRoutes(mux)
 	a.healthRoutes(mux)
+	a.tapRoutes(mux)
 	a.uiRoutes(mux)
 	return mux
 }

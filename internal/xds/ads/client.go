@@ -170,7 +170,7 @@ func (c *Client) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	stopSink := c.runMetricsSink(ctx, conn)
+	stopSink := c.runTelemetry(ctx, conn)
 	defer func() {
 		stopSink()
 		conn.Close()
@@ -196,7 +196,7 @@ func (c *Client) Run(ctx context.Context) error {
 			if conn, derr = Dial(c.opts.Address, c.opts.Credentials); derr != nil {
 				return derr
 			}
-			stopSink = c.runMetricsSink(ctx, conn)
+			stopSink = c.runTelemetry(ctx, conn)
 			ads = discoveryv3.NewAggregatedDiscoveryServiceClient(conn)
 		}
 		d := bo.Next(lived)
