@@ -55,7 +55,13 @@ func (s *ServerStream) Recv() (*FromProxy, error) {
 // Send writes a message to the proxy. Not safe for concurrent use.
 func (s *ServerStream) Send(m *ToProxy) error { return sendJSON(s.ServerStream, m) }
 
-func sendJSON(s grpc.Stream, v any) error {
+// msgStream is the part of a client or server stream the messages use.
+type msgStream interface {
+	SendMsg(m any) error
+	RecvMsg(m any) error
+}
+
+func sendJSON(s msgStream, v any) error {
 	b, err := json.Marshal(v)
 	if err != nil {
 		return err
@@ -63,7 +69,7 @@ func sendJSON(s grpc.Stream, v any) error {
 	return s.SendMsg(wrapperspb.Bytes(b))
 }
 
-func recvJSON(s grpc.Stream, v any) error {
+func recvJSON(s msgStream, v any) error {
 	var b wrapperspb.BytesValue
 	if err := s.RecvMsg(&b); err != nil {
 		return err
