@@ -51,6 +51,7 @@ func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
 		newDeleteCmd(),
 		newStatCmd(),
 		newEdgesCmd(),
+		newTapCmd(),
 		newTokenCmd(),
 		newCACmd(),
 		newBootstrapCmd(),

@@ -2,18 +2,21 @@ package control_test
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
 	"net/url"
+	"regexp"
 	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/trellis-mesh/trellis/internal/cli"
 	"github.com/trellis-mesh/trellis/internal/proxy"
 	"github.com/trellis-mesh/trellis/internal/telemetry/tap"
 )
@@ -186,6 +189,7 @@ spec: {selector: {app: api}, ports: [{port: 80, protocol: http}]}
 		return !web.Tap().Active() && !api.Tap().Active(), fmt.Sprint(web.Tap().Subscriptions(), api.Tap().Subscriptions())
 	})
 
+	t.Run("cli", func(t *testing.T) { tapCLI(t, m, ports[0]) })
 	t.Run("rate cap", func(t *testing.T) { tapRateCap(t, m, api, ports[0]) })
 	t.Run("errors", func(t *testing.T) { tapErrors(t, m) })
 }
@@ -255,6 +259,44 @@ func tapErrors(t *testing.T, m *gmMesh) {
 		resp.Body.Close()
 		if resp.StatusCode != tc.code || !strings.Contains(string(body), tc.msg) {
 			t.Errorf("%q: %d %s; want %d naming %q", tc.query, resp.StatusCode, body, tc.code, tc.msg)
+		}
+	}
+}
+
+// tapCLI runs trellis tap (text, then JSON) with --count while web calls
+// api, as a user would.
+func tapCLI(t *testing.T, m *gmMesh, port int) {
+	for _, tc := range []struct {
+		args []string
+		want *regexp.Regexp
+	}{
+		{[]string{"tap", "api", "--count", "2", "--method", "GET"},
+			regexp.MustCompile(`^req id=1 dp=default/\S+ (inbound|outbound) src=\S+ dst=default/api\S* tls=false :method=GET :authority=127\.0\.0\.1:\d+ :path=/cli\nrsp id=1 :status=200 latency=\d+\.\d{3}ms bytesIn=0 bytesOut=\d+ flags=-\nreq id=2 .*\nrsp id=2 .*\n$`)},
+		{[]string{"tap", "dataplane/default/api-1", "--count", "1", "-o", "json"},
+			regexp.MustCompile(`^\{"type":"notice","message":"tapping dataplane default/api-1: 1 proxies"\}\n\{"type":"event",.*"dataplane":"default/api-1","direction":"inbound",.*\}\n$`)},
+	} {
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		var out, errOut bytes.Buffer
+		done := make(chan int, 1)
+		go func() {
+			done <- cli.Main(ctx, append(tc.args, "--server", m.api, "--token", gmToken), &out, &errOut)
+		}()
+		code := -1
+		for code < 0 {
+			select {
+			case code = <-done:
+			case <-time.After(50 * time.Millisecond):
+				resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/cli", port))
+				if err != nil {
+					t.Fatal(err)
+				}
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+			}
+		}
+		cancel()
+		if code != 0 || !tc.want.MatchString(out.String()) {
+			t.Errorf("trellis %s: exit %d\nstdout:\n%s\nstderr:\n%s", strings.Join(tc.args, " "), code, out.String(), errOut.String())
 		}
 	}
 }
