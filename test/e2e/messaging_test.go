@@ -21,7 +21,8 @@ import (
 // orders.* writable by producer and readable by consumer and intruder
 // (ALLOW: everything else refused, so intruder's produce is); NATS
 // publishing to orders.> refused to intruder (DENY: everything else
-// allowed).
+// allowed); consumer's fetches of orders.paid and subscriptions
+// overlapping orders.nats reported (AUDIT: nothing refused).
 const messagingResources = `apiVersion: trellis.dev/v1alpha1
 kind: Mesh
 metadata: {name: default}
@@ -58,6 +59,18 @@ spec:
   rules:
   - from: [{service: intruder}]
     to: [{nats: {subjects: ["orders.>"], operations: [publish]}}]
+---
+apiVersion: trellis.dev/v1alpha1
+kind: AccessPolicy
+metadata: {name: watch-consumer}
+spec:
+  targetRefs: [{group: "", kind: Service, name: kafka}, {group: "", kind: Service, name: nats}]
+  action: AUDIT
+  rules:
+  - from: [{service: consumer}]
+    to:
+    - kafka: {topics: [orders.paid], operations: [consume]}
+    - nats: {subjects: [orders.nats], operations: [subscribe]}
 `
 
 // msgClient is a client application's sidecar: where its Kafka bootstrap,
@@ -81,7 +94,8 @@ type msgClient struct {
 // consumer group coordinated by broker 1: FindCoordinator goes through
 // the rewrite too), as do 2,000 NATS messages; the intruder's
 // produce is answered TOPIC_AUTHORIZATION_FAILED and its publish
-// nats-server's permissions violation, and neither arrives; the per-topic
+// nats-server's permissions violation, and neither arrives; the
+// consumer's audited fetches and subscription are counted, not refused; the per-topic
 // and per-subject metrics of the sidecars match the traffic.
 func TestMeshMessaging(t *testing.T) {
 	const perTopic, natsMsgs = 1000, 2000
@@ -270,6 +284,12 @@ func kafkaThroughMesh(ctx context.Context, t *testing.T, clients map[string]*msg
 	if n := metricSum(t, brokers, "trellis_kafka_denied_total{", `api="Fetch"`); n != 0 {
 		t.Errorf("brokers' sidecars refused %v Fetch requests, want 0", n)
 	}
+	if n := metricSum(t, brokers, "trellis_kafka_audited_total{", `api="Fetch"`, `stat_prefix="inbound:default/kafka:9092"`); n < 1 {
+		t.Errorf("brokers' sidecars audited %v Fetch requests of orders.paid, want at least 1", n)
+	}
+	if n := metricSum(t, brokers, "trellis_kafka_audited_total{", `api="Produce"`); n != 0 {
+		t.Errorf("brokers' sidecars audited %v Produce requests, want 0 (the audit names the consumer's fetches)", n)
+	}
 }
 
 func natsThroughMesh(t *testing.T, clients map[string]*msgClient, broker *meshProxy, n int) {
@@ -343,4 +363,6 @@ func natsThroughMesh(t *testing.T, clients map[string]*msgClient, broker *meshPr
 		"trellis_nats_messages_total{", `direction="deliver"`, `stat_prefix="outbound:default/nats:4222"`, `subject="orders.>"`)
 	waitMetric(t, "broker's sidecar refused", 1, []*meshProxy{broker},
 		"trellis_nats_denied_total{", `operation="publish"`, `stat_prefix="inbound:default/nats:4222"`, `subject="orders.nats"`)
+	waitMetric(t, "broker's sidecar audited the consumer's subscription", 1, []*meshProxy{broker},
+		"trellis_nats_audited_total{", `operation="subscribe"`, `stat_prefix="inbound:default/nats:4222"`, `subject="orders.>"`)
 }

@@ -21,15 +21,15 @@ import (
 //     topics or subjects);
 //   - DENY: the connection is not refused (the filter refuses the
 //     requests);
-//   - AUDIT: the connection is reported as a whole (shadow rules, as for
-//     HTTP fields on a TCP port: it reports more, never less); the filter
-//     has no dry-run mode.
+//   - AUDIT: the connection is not reported (the filter reports the
+//     requests: its AUDIT rules never decide).
 //
 // An entry with kafka fields matches nothing on a port that is not kafka,
 // nor one with nats fields on a port that is not nats.
 //
-// The filter's policy keeps the RBAC order: the rules of every DENY
-// policy first, then those of every ALLOW policy (first match decides),
+// The filter's policy keeps the RBAC order: the AUDIT rules (of entries
+// naming topics or subjects; they only report), the rules of every DENY
+// policy, then those of every ALLOW policy (first match decides),
 // then the default: DENY when an ALLOW engine exists (some ALLOW policy
 // targets the port's Services, or the mesh's default is DENY), else
 // ALLOW. Rules without kafka or nats fields become rules over every topic
@@ -44,7 +44,7 @@ const kafkaPolicyTypeURL = "type.googleapis.com/trellis.filters.network.kafka.v1
 // messagingPermission is the connection-level permission of a `to` entry
 // with kafka or nats fields on a port of protocol proto.
 func messagingPermission(o *v1alpha1.AccessOperation, proto v1alpha1.Protocol, action v1alpha1.AccessAction) (*rbacv3.Permission, bool) {
-	if !entryFor(o, proto) || action == v1alpha1.AccessDeny {
+	if !entryFor(o, proto) || action != v1alpha1.AccessAllow {
 		return nil, false
 	}
 	return anyPermission(), true
@@ -63,7 +63,7 @@ func (a *access) messagingPolicy(sec *security, pols []*v1alpha1.AccessPolicy, s
 	kafka := proto == v1alpha1.ProtocolKafka
 	var rules []*structpb.Value
 	named := false
-	for _, action := range []v1alpha1.AccessAction{v1alpha1.AccessDeny, v1alpha1.AccessAllow} {
+	for _, action := range []v1alpha1.AccessAction{v1alpha1.AccessAudit, v1alpha1.AccessDeny, v1alpha1.AccessAllow} {
 		for _, p := range pols {
 			if p.Spec.Action != action {
 				continue
@@ -80,8 +80,8 @@ func (a *access) messagingPolicy(sec *security, pols []*v1alpha1.AccessPolicy, s
 				}
 				for j := range to {
 					ops, names, ok := filterScope(&to[j], sp, proto, action)
-					if !ok {
-						continue
+					if !ok || action == v1alpha1.AccessAudit && to[j].Kafka == nil && to[j].NATS == nil {
+						continue // connection-wide audits are the RBAC filter's shadow rules
 					}
 					named = named || to[j].Kafka != nil || to[j].NATS != nil
 					field := "subjects"

@@ -27,9 +27,8 @@ import (
 // RBAC network filters of access.go, which decide whole connections); a
 // caller's outbound to a kafka port with spec.outbound[].kafka gets the
 // per-broker listeners and the id-based broker address rewrite of
-// messaging_kafka.go. Not done: a per-request AUDIT (AUDIT policies naming
-// topics or subjects report whole connections), and W3C traceparent
-// injection, which the NATS filter supports but the mesh does not turn on.
+// messaging_kafka.go. Not done: W3C traceparent injection, which the NATS
+// filter supports but the mesh does not turn on.
 const (
 	natsFilterName  = "trellis.filters.network.nats"
 	natsTypeURL     = "type.googleapis.com/trellis.filters.network.nats.v1.Nats"

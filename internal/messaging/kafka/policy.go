@@ -33,7 +33,9 @@ type Principal struct {
 
 // RuleSpec is one rule as configured.
 type RuleSpec struct {
-	// Action is "ALLOW" or "DENY".
+	// Action is "ALLOW", "DENY" or "AUDIT". AUDIT rules never decide:
+	// every one that matches a request is reported (Policy.Audited), and
+	// the other rules decide as if they were not there.
 	Action string
 	// Operations are "produce", "consume", "describe"; at least one.
 	Operations []string
@@ -58,6 +60,7 @@ type PolicySpec struct {
 // use.
 type Policy struct {
 	rules    []rule
+	audit    []rule // AUDIT rules, in order
 	allowDef bool
 }
 
@@ -115,8 +118,11 @@ func NewPolicy(spec PolicySpec) (*Policy, error) {
 	for i, rs := range spec.Rules {
 		path := fmt.Sprintf("rules[%d]", i)
 		r := rule{}
-		if r.allow, err = parseAction(rs.Action, true); err != nil {
-			errs = append(errs, fmt.Errorf("%s.action: %w", path, err))
+		audit := strings.EqualFold(rs.Action, "AUDIT")
+		if !audit {
+			if r.allow, err = parseAction(rs.Action, true); err != nil {
+				errs = append(errs, fmt.Errorf("%s.action: %w (or AUDIT)", path, err))
+			}
 		}
 		if len(rs.Operations) == 0 {
 			errs = append(errs, fmt.Errorf("%s.operations: at least one of produce, consume, describe is required", path))
@@ -159,7 +165,11 @@ func NewPolicy(spec PolicySpec) (*Policy, error) {
 				r.prefixes = append(r.prefixes, pfx)
 			}
 		}
-		p.rules = append(p.rules, r)
+		if audit {
+			p.audit = append(p.audit, r)
+		} else {
+			p.rules = append(p.rules, r)
+		}
 	}
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
@@ -239,4 +249,18 @@ func (p *Policy) Allowed(op Operation, topic string, pr Principal) bool {
 	}
 	a, _ := p.decide(Consume, topic, pr)
 	return a
+}
+
+// HasAudit reports whether p has AUDIT rules.
+func (p *Policy) HasAudit() bool { return len(p.audit) > 0 }
+
+// Audited reports whether an AUDIT rule matches op on topic by pr.
+func (p *Policy) Audited(op Operation, topic string, pr Principal) bool {
+	for i := range p.audit {
+		r := &p.audit[i]
+		if r.ops[op] && r.topics.match(topic) && r.principal(pr) {
+			return true
+		}
+	}
+	return false
 }

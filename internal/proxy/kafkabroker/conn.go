@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"strings"
 	"sync"
 	"time"
 
@@ -204,6 +205,9 @@ func (c *conn) request(frame []byte) ([]byte, error) {
 			e.p.Describe = func(t string) bool { return pol.Allowed(kafka.Describe, t, pr) }
 		}
 	}
+	if pol != nil && pol.HasAudit() && (k == 0 || k == 1) {
+		c.audit(req, pol)
+	}
 	if req.NoResponse {
 		return out, nil
 	}
@@ -231,6 +235,29 @@ func (c *conn) denied(req *kafka.Request, denied []kafka.DeniedTopic) {
 	pr := c.principal()
 	c.log.Info("kafka request refused by the topic policy", "stat_prefix", c.f.cfg.StatPrefix,
 		"api", kafka.APIName(req.Key), "topics", topics, "client_id", string(req.ClientID),
+		"source", pr.Addr.String(), "spiffe_id", pr.SPIFFEID)
+}
+
+// audit reports a Produce or Fetch request naming topics an AUDIT rule of
+// pol matches (whatever the decision): logged and counted, never refused.
+func (c *conn) audit(req *kafka.Request, pol *kafka.Policy) {
+	op := kafka.Produce
+	if req.Key == 1 {
+		op = kafka.Consume
+	}
+	pr := c.principal()
+	var topics []string
+	for _, t := range req.Topics {
+		if pol.Audited(op, t.Topic, pr) {
+			topics = append(topics, strings.Clone(t.Topic)) // t.Topic may alias the read buffer
+		}
+	}
+	if len(topics) == 0 {
+		return
+	}
+	c.f.stats.AuditedTopic(req.Key)
+	c.log.Info("kafka request matched an audit rule of the topic policy", "stat_prefix", c.f.cfg.StatPrefix,
+		"api", kafka.APIName(req.Key), "operation", op.String(), "topics", topics, "client_id", string(req.ClientID),
 		"source", pr.Addr.String(), "spiffe_id", pr.SPIFFEID)
 }
 

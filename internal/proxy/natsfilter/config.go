@@ -29,11 +29,18 @@ type Action uint8
 const (
 	Allow Action = iota
 	Deny
+	// Audit rules never decide: an operation one matches is reported
+	// (logged and counted) and the other rules decide as if it were not
+	// there. They are kept in Config.Audit.
+	Audit
 )
 
 func (a Action) String() string {
-	if a == Deny {
+	switch a {
+	case Deny:
 		return "DENY"
+	case Audit:
+		return "AUDIT"
 	}
 	return "ALLOW"
 }
@@ -54,6 +61,8 @@ type Config struct {
 	InjectTraceparent bool
 	// Policies are evaluated in order; the first matching rule decides.
 	Policies []Rule
+	// Audit are the AUDIT rules of the configured policies, in order.
+	Audit []Rule
 }
 
 // Rule is one policy rule.
@@ -122,7 +131,12 @@ func Parse(ts *xdstypev3.TypedStruct) (*Config, error) {
 				break
 			}
 			for i, rv := range l.GetValues() {
-				c.Policies = append(c.Policies, parseRule(rv, fmt.Sprintf("policies[%d]", i), fail))
+				r := parseRule(rv, fmt.Sprintf("policies[%d]", i), fail)
+				if r.Action == Audit {
+					c.Audit = append(c.Audit, r)
+				} else {
+					c.Policies = append(c.Policies, r)
+				}
 			}
 		default:
 			fail(k, "unknown field (known: stat_prefix, max_frame_bytes, default_action, inject_traceparent, policies)")
@@ -150,7 +164,11 @@ func parseRule(v *structpb.Value, path string, fail func(path, format string, a 
 		switch k {
 		case "action":
 			hasAction = true
-			r.Action = parseAction(fv, p, fail)
+			if a, _ := str(fv); a == "AUDIT" {
+				r.Action = Audit
+			} else {
+				r.Action = parseAction(fv, p, fail)
+			}
 		case "operations":
 			for i, s := range stringList(fv, p, fail) {
 				switch strings.ToLower(s) {
@@ -186,7 +204,7 @@ func parseRule(v *structpb.Value, path string, fail func(path, format string, a 
 		}
 	}
 	if !hasAction {
-		fail(path+".action", "required (ALLOW or DENY)")
+		fail(path+".action", "required (ALLOW, DENY or AUDIT)")
 	}
 	if !r.Publish && !r.Subscribe {
 		fail(path+".operations", "at least one of publish, subscribe is required")

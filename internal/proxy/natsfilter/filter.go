@@ -242,6 +242,15 @@ func (c *conn) allowed(publish bool, fr *nats.Frame) bool {
 		p := peerOf(c.Conn)
 		c.peer = &p
 	}
+	if len(cfg.Audit) > 0 && cfg.audited(publish, fr.Subject, c.peer) {
+		op := "subscribe"
+		if publish {
+			op = "publish"
+		}
+		c.f.stats.Audited(op, fr.Subject)
+		c.log.Info("nats operation matched an audit rule", "stat_prefix", cfg.StatPrefix, "operation", op,
+			"subject", string(fr.Subject), "remote", c.RemoteAddr().String(), "spiffe_id", c.peer.spiffe)
+	}
 	if cfg.decide(publish, fr.Subject, c.peer) == Allow {
 		return true
 	}
@@ -263,7 +272,7 @@ func (c *conn) allowed(publish bool, fr *nats.Frame) bool {
 	}
 	msg = append(msg, "'\r\n"...)
 	c.f.stats.Denied(op, fr.Subject)
-	c.log.Debug("nats operation denied", "stat_prefix", cfg.StatPrefix, "operation", op,
+	c.log.Info("nats operation denied", "stat_prefix", cfg.StatPrefix, "operation", op,
 		"subject", string(fr.Subject), "remote", c.RemoteAddr().String(), "spiffe_id", c.peer.spiffe)
 	_ = c.injectToClient(msg)
 	return false

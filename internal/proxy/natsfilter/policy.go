@@ -92,9 +92,38 @@ func (c *Config) decide(publish bool, subject []byte, p *peer) Action {
 	return c.DefaultAction
 }
 
+// audited reports whether an AUDIT rule matches a publish (publish true)
+// or subscribe on subject by p.
+func (c *Config) audited(publish bool, subject []byte, p *peer) bool {
+	for i := range c.Audit {
+		if c.Audit[i].matches(publish, subject, p) {
+			return true
+		}
+	}
+	return false
+}
+
+func (r *Rule) matches(publish bool, subject []byte, p *peer) bool {
+	if publish && !r.Publish || !publish && !r.Subscribe || !r.matchesSubject(subject) {
+		return false
+	}
+	if len(r.Principals) == 0 {
+		return true
+	}
+	for j := range r.Principals {
+		if r.Principals[j].matches(p) {
+			return true
+		}
+	}
+	return false
+}
+
+// matchesSubject: an ALLOW rule matches a subject within one of its
+// patterns; DENY and AUDIT rules (what a DENY would refuse) one that
+// overlaps one.
 func (r *Rule) matchesSubject(subject []byte) bool {
 	for _, pat := range r.Subjects {
-		if r.Action == Deny && nats.Overlap(pat, subject) || r.Action == Allow && nats.Subset(pat, subject) {
+		if r.Action != Allow && nats.Overlap(pat, subject) || r.Action == Allow && nats.Subset(pat, subject) {
 			return true
 		}
 	}
@@ -103,4 +132,6 @@ func (r *Rule) matchesSubject(subject []byte) bool {
 
 // enforcing reports whether decisions depend on anything at all (not with no
 // policies and a default of allow: every operation passes).
-func (c *Config) enforcing() bool { return len(c.Policies) > 0 || c.DefaultAction == Deny }
+func (c *Config) enforcing() bool {
+	return len(c.Policies) > 0 || len(c.Audit) > 0 || c.DefaultAction == Deny
+}

@@ -31,6 +31,7 @@ type kafkaCollector struct {
 	bytes     *prometheus.CounterVec
 	records   *prometheus.CounterVec
 	denied    *prometheus.CounterVec
+	audited   *prometheus.CounterVec
 	protocol  *prometheus.CounterVec
 
 	mu     sync.Mutex
@@ -38,7 +39,7 @@ type kafkaCollector struct {
 }
 
 func (c *kafkaCollector) vecs() []prometheus.Collector {
-	return []prometheus.Collector{c.requests, c.responses, c.errors, c.duration, c.bytes, c.records, c.denied, c.protocol}
+	return []prometheus.Collector{c.requests, c.responses, c.errors, c.duration, c.bytes, c.records, c.denied, c.audited, c.protocol}
 }
 
 // Describe implements prometheus.Collector.
@@ -69,6 +70,7 @@ func newKafkaCollector() *kafkaCollector {
 		bytes:    cv("trellis_kafka_topic_bytes_total", "Record bytes produced to or fetched from a topic (direction produced|fetched).", "stat_prefix", "topic", "direction"),
 		records:  cv("trellis_kafka_topic_records_total", "Records produced to or fetched from a topic, from record batch headers (direction produced|fetched).", "stat_prefix", "topic", "direction"),
 		denied:   cv("trellis_kafka_denied_total", "Kafka requests refused: reason api_key (connection closed) or topic (answered TOPIC_AUTHORIZATION_FAILED), by API.", "stat_prefix", "reason", "api"),
+		audited:  cv("trellis_kafka_audited_total", "Kafka requests (or parts of one) an AUDIT rule of the topic policy matched: reported, not refused, by API.", "stat_prefix", "api"),
 		protocol: cv("trellis_kafka_protocol_errors_total", "Kafka connections closed or responses passed unparsed for a protocol error (frame_too_large, malformed, unexpected_response).", "stat_prefix", "reason"),
 		topics:   map[string]map[string]*KafkaTopic{},
 	}
@@ -93,6 +95,7 @@ type kafkaAPI struct {
 	duration  prometheus.Observer
 	deniedKey prometheus.Counter
 	deniedTop prometheus.Counter
+	audited   prometheus.Counter
 	mu        sync.Mutex
 	errors    map[int16]prometheus.Counter
 }
@@ -130,6 +133,7 @@ func (k *Kafka) newAPI(name string) *kafkaAPI {
 		duration:  k.c.duration.WithLabelValues(k.statPrefix, name),
 		deniedKey: k.c.denied.WithLabelValues(k.statPrefix, "api_key", name),
 		deniedTop: k.c.denied.WithLabelValues(k.statPrefix, "topic", name),
+		audited:   k.c.audited.WithLabelValues(k.statPrefix, name),
 		errors:    map[int16]prometheus.Counter{},
 	}
 }
@@ -181,6 +185,10 @@ func (k *Kafka) DeniedAPIKey(key int16) { k.api(key).deniedKey.Inc() }
 // DeniedTopic counts a request (or part of one) refused by the topic
 // policy.
 func (k *Kafka) DeniedTopic(key int16) { k.api(key).deniedTop.Inc() }
+
+// AuditedTopic counts a request (or part of one) an AUDIT rule of the
+// topic policy matched.
+func (k *Kafka) AuditedTopic(key int16) { k.api(key).audited.Inc() }
 
 // ProtocolError counts a protocol error; reason is one of KafkaFrameTooLarge,
 // KafkaMalformed, KafkaUnexpectedResponse.

@@ -52,7 +52,7 @@ func (s *NATSSubject) Add(size int) {
 // registry's AlreadyRegisteredError, so the state lives in the Registry
 // without a field there or any package state.
 type natsCollector struct {
-	messages, bytes, denied, errors *prometheus.CounterVec
+	messages, bytes, denied, audited, errors *prometheus.CounterVec
 
 	mu       sync.Mutex
 	prefixes map[string]*natsPrefix
@@ -62,6 +62,7 @@ type natsPrefix struct {
 	mu      sync.RWMutex
 	subject [2]map[string]*NATSSubject // by direction index: publish, deliver
 	denied  map[[2]string]prometheus.Counter
+	audited map[[2]string]prometheus.Counter
 	errs    map[string]prometheus.Counter
 }
 
@@ -69,6 +70,7 @@ func (c *natsCollector) Describe(ch chan<- *prometheus.Desc) {
 	c.messages.Describe(ch)
 	c.bytes.Describe(ch)
 	c.denied.Describe(ch)
+	c.audited.Describe(ch)
 	c.errors.Describe(ch)
 }
 
@@ -76,6 +78,7 @@ func (c *natsCollector) Collect(ch chan<- prometheus.Metric) {
 	c.messages.Collect(ch)
 	c.bytes.Collect(ch)
 	c.denied.Collect(ch)
+	c.audited.Collect(ch)
 	c.errors.Collect(ch)
 }
 
@@ -94,6 +97,8 @@ func (r *Registry) NATS(statPrefix string) *NATS {
 			Help: "NATS message bytes (headers and payload, not protocol framing) through the nats filter."}, labels),
 		denied: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "trellis_nats_denied_total",
 			Help: "PUB/HPUB and SUB operations refused by the nats filter's policy."}, []string{"stat_prefix", "operation", "subject"}),
+		audited: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "trellis_nats_audited_total",
+			Help: "PUB/HPUB and SUB operations an AUDIT rule of the nats filter's policy matched: reported, not refused."}, []string{"stat_prefix", "operation", "subject"}),
 		errors: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "trellis_nats_protocol_errors_total",
 			Help: "NATS connections closed by the nats filter for a protocol error, by reason."}, []string{"stat_prefix", "reason"}),
 		prefixes: map[string]*natsPrefix{},
@@ -112,6 +117,7 @@ func (r *Registry) NATS(statPrefix string) *NATS {
 		st = &natsPrefix{
 			subject: [2]map[string]*NATSSubject{{}, {}},
 			denied:  map[[2]string]prometheus.Counter{},
+			audited: map[[2]string]prometheus.Counter{},
 			errs:    map[string]prometheus.Counter{},
 		}
 		c.prefixes[statPrefix] = st
@@ -164,18 +170,33 @@ func (n *NATS) Denied(operation string, subject []byte) {
 	if n == nil {
 		return
 	}
+	n.count(n.c.denied, n.st.denied, operation, subject)
+}
+
+// Audited counts an operation ("publish" or "subscribe") on subject that
+// an AUDIT rule of the policy matched.
+func (n *NATS) Audited(operation string, subject []byte) {
+	if n == nil {
+		return
+	}
+	n.count(n.c.audited, n.st.audited, operation, subject)
+}
+
+// count increments the series of vec for operation and subject, kept in m
+// (at most NATSMaxSubjects subjects, then NATSOtherSubject).
+func (n *NATS) count(vec *prometheus.CounterVec, m map[[2]string]prometheus.Counter, operation string, subject []byte) {
 	n.st.mu.Lock()
 	defer n.st.mu.Unlock()
 	k := [2]string{operation, string(subject)}
-	c := n.st.denied[k]
+	c := m[k]
 	if c == nil {
-		if len(n.st.denied) >= NATSMaxSubjects {
+		if len(m) >= NATSMaxSubjects {
 			k[1] = NATSOtherSubject
-			c = n.st.denied[k]
+			c = m[k]
 		}
 		if c == nil {
-			c = n.c.denied.WithLabelValues(n.prefix, operation, validLabel(k[1]))
-			n.st.denied[k] = c
+			c = vec.WithLabelValues(n.prefix, operation, validLabel(k[1]))
+			m[k] = c
 		}
 	}
 	c.Inc()
