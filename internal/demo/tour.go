@@ -58,6 +58,7 @@ func tour(w io.Writer, t tourInfo) {
 		{"trellis stat", "golden metrics per service (a minute of data)"},
 		{"trellis stat service reviews-v2 --from frontend", ""},
 		{"trellis edges", "who calls whom, over mutual TLS"},
+		{"trellis tap reviews", "live requests to reviews; Ctrl-C ends it"},
 		{"trellis check", "is everything healthy?"},
 		{"trellis get httproute reviews-canary -o yaml", ""},
 		{"sed 's/weight: 90/weight: 50/; s/weight: 10}/weight: 50}/' " + t.route + " | trellis apply -f -", ""},
