@@ -35,6 +35,9 @@ import (
 // ALLOW. Rules without kafka or nats fields become rules over every topic
 // or subject, so that an ALLOW policy admitting whole connections keeps
 // admitting every request under the DENY default.
+
+// kafkaPolicyFilterName is Trellis' Kafka topic policy filter, which
+// follows kafka_broker in a chain.
 const kafkaPolicyFilterName = "trellis.filters.network.kafka_policy"
 
 // kafkaPolicyTypeURL is the kafka_policy filter's config type, inside a
