@@ -20,9 +20,11 @@ import (
 	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/trellis-mesh/trellis/api/v1alpha1"
 	"github.com/trellis-mesh/trellis/internal/store"
+	"github.com/trellis-mesh/trellis/internal/telemetry/tap"
 )
 
 // Trust model of the xDS endpoint (docs/security.md, "The control plane's
@@ -32,7 +34,7 @@ import (
 //     trusted as before: whoever reaches it may name any node;
 //   - on a TLS connection the certificate service (unary, authenticated
 //     by the dataplane token) is always open;
-//   - a stream that names a node (xDS, metrics) is checked once its first
+//   - a stream that names a node (xDS, metrics, tap) is checked once its first
 //     message arrives: with a client certificate, the certificate must
 //     verify against the node's mesh trust bundle and carry the SPIFFE ID
 //     of the Dataplane the node id names; without one, only a proxyless
@@ -80,6 +82,8 @@ func (c *Control) peerStreamInterceptor(srv any, ss grpc.ServerStream, info *grp
 	switch {
 	case info.FullMethod == "/envoy.service.metrics.v3.MetricsService/StreamMetrics":
 		first = &metricsv3.StreamMetricsMessage{}
+	case info.FullMethod == tap.WatchMethod:
+		first = &wrapperspb.BytesValue{}
 	case strings.HasPrefix(name, "Delta"):
 		first = &discoveryv3.DeltaDiscoveryRequest{}
 	case strings.HasPrefix(name, "Stream"):
@@ -96,6 +100,8 @@ func (c *Control) peerStreamInterceptor(srv any, ss grpc.ServerStream, info *grp
 		node = m.GetNode()
 	case *metricsv3.StreamMetricsMessage:
 		node = m.GetIdentifier().GetNode()
+	case *wrapperspb.BytesValue:
+		node = &corev3.Node{Id: tap.NodeOf(m)}
 	}
 	if err := c.allowPeer(ss.Context(), info.FullMethod, addr, node, state.PeerCertificates); err != nil {
 		return err

@@ -417,6 +417,10 @@ func TestProxyOverTLS(t *testing.T) {
 	if !strings.Contains(out.String(), "listening on") {
 		t.Errorf("no listener printed:\n%s", out.String())
 	}
+	// The tap stream rides the same connection, checked the same way.
+	pollUntil(t, "the proxy's tap stream", func() (bool, string) {
+		return len(c.Tap().Proxies()) == 1, fmt.Sprint(c.Tap().Proxies(), errOut.String())
+	})
 }
 
 // lockedBuffer is a bytes.Buffer safe for a writer and a reader.

@@ -79,3 +79,14 @@ func recvJSON(s msgStream, v any) error {
 	}
 	return nil
 }
+
+// NodeOf returns the node id a stream's first message names ("" when it
+// names none or is not a FromProxy): for the control plane's check of a
+// TLS peer before the stream is served.
+func NodeOf(first *wrapperspb.BytesValue) string {
+	var m FromProxy
+	if json.Unmarshal(first.GetValue(), &m) != nil {
+		return ""
+	}
+	return m.Node
+}
