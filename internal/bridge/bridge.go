@@ -1,6 +1,7 @@
 package bridge
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -56,6 +57,7 @@ type Bridge struct {
 
 	mu      sync.RWMutex
 	closed  bool
+	source  string // of raw bodies
 	brokers map[string]*brokerEntry
 	subs    map[string]*subRunner
 }
@@ -121,6 +123,10 @@ func (b *Bridge) Update(cfg Config) error {
 	if b.closed {
 		return errors.New("bridge closed")
 	}
+	b.source = cfg.Source
+	if b.source == "" {
+		b.source = b.o.Source
+	}
 	want := map[string]Broker{}
 	for _, bc := range cfg.Brokers {
 		want[bc.Name] = bc
@@ -173,6 +179,13 @@ func (b *Bridge) Update(cfg Config) error {
 	return nil
 }
 
+// Subscriptions returns the number of subscriptions running.
+func (b *Bridge) Subscriptions() int {
+	b.mu.RLock()
+	defer b.mu.RUnlock()
+	return len(b.subs)
+}
+
 // Close stops every subscription and broker connection.
 func (b *Bridge) Close() error {
 	b.mu.Lock()
@@ -213,7 +226,7 @@ func (b *Bridge) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	b.mu.RLock()
-	e := b.brokers[brokerName]
+	e, source := b.brokers[brokerName], b.source
 	b.mu.RUnlock()
 	if e == nil {
 		writeError(w, http.StatusNotFound, "no such broker", brokerName, topic, nil)
@@ -233,7 +246,7 @@ func (b *Bridge) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "reading body", brokerName, topic, err)
 		return
 	}
-	msg, err := readEvent(r.Context(), r, body, b.o.Source)
+	msg, err := readEvent(r.Context(), r, body, cmp.Or(source, b.o.Source))
 	if err != nil {
 		writeError(w, http.StatusBadRequest, "bad body", brokerName, topic, err)
 		return

@@ -30,6 +30,9 @@ const (
 // Config is the bridge's whole desired state: Update replaces the previous
 // one.
 type Config struct {
+	// Source, when set, is the CloudEvents source of raw bodies (over
+	// Options.Source).
+	Source string
 	// Brokers the application may publish to and subscriptions read from,
 	// by unique Name.
 	Brokers []Broker

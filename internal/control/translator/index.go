@@ -43,9 +43,10 @@ type meshIndex struct {
 	// routePolicy is the layer of TrafficPolicies that target a route,
 	// merged (oldest wins); it goes over the parent Service's policy.
 	routePolicy map[routeKey]*v1alpha1.PolicySpec
-	tracing     *meshTracing // spec.tracing (tracing.go); nil: none
-	cache       sync.Map     // pieces shared by the mesh's proxies (cache.go)
-	sec         *security    // mutual TLS and access policies (mtls.go); nil: none
+	tracing     *meshTracing  // spec.tracing (tracing.go); nil: none
+	cache       sync.Map      // pieces shared by the mesh's proxies (cache.go)
+	sec         *security     // mutual TLS and access policies (mtls.go); nil: none
+	bridge      bridgeObjects // Brokers and Subscriptions (bridge.go)
 }
 
 type service struct {
@@ -114,6 +115,8 @@ func newIndex(objs []v1alpha1.Object, prev *Index, deltas map[string]*delta) *In
 			mi(v1alpha1.MeshOf(o)).dataplanes[keyOf(o)] = o
 		case *v1alpha1.TrafficPolicy:
 			policies = append(policies, o)
+		case *v1alpha1.Broker, *v1alpha1.Subscription:
+			mi(v1alpha1.MeshOf(o)).bridge.add(o)
 		case *gwv1.HTTPRoute:
 			https = append(https, o)
 		case *gwv1.GRPCRoute:

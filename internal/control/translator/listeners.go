@@ -66,6 +66,12 @@ func (b *builder) sidecar() error {
 		}
 		b.outboundHTTP(p)
 	}
+	if br := dp.Spec.Bridge; br != nil {
+		if err := claim(localhost, br.Port, "spec.bridge.port"); err != nil {
+			return err
+		}
+		b.bridge(br.Port) // bridge.go
+	}
 	return nil
 }
 

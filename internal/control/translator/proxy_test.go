@@ -41,6 +41,10 @@ func newObject(kind string) v1alpha1.Object {
 		return &gwv1.TCPRoute{}
 	case "AccessPolicy":
 		return &v1alpha1.AccessPolicy{}
+	case "Broker":
+		return &v1alpha1.Broker{}
+	case "Subscription":
+		return &v1alpha1.Subscription{}
 	}
 	return nil
 }

@@ -60,6 +60,7 @@ type Resources struct {
 	access    map[ServiceKey]bool // Services whose AccessPolicies the inbounds read
 	foreign   map[string]bool     // other meshes whose trust domain they read
 	mtls      bool                // carries the mesh's trust bundle
+	bridge    bool                // has the bridge listener (bridge.go)
 }
 
 // builder holds one Translate call's state.
@@ -199,6 +200,8 @@ func (r *Resources) DependsOn(obj v1alpha1.Object) bool {
 		return false
 	}
 	switch o := obj.(type) {
+	case *v1alpha1.Broker, *v1alpha1.Subscription:
+		return r.bridge
 	case *v1alpha1.Service:
 		if r.Services[keyOf(o)] {
 			return true
