@@ -45,9 +45,17 @@ func TestValidateBridgeKinds(t *testing.T) {
 		{"subscription valid", build(subscriptionYAML, func(*api.Subscription) {}), nil},
 		{"broker type and addresses", build(brokerYAML, func(b *api.Broker) { b.Spec.Type = "mqtt"; b.Spec.Addresses = nil }),
 			[]string{`spec.type: Unsupported value: "mqtt"`, "spec.addresses: Required value", "spec.nats: Forbidden: only for type nats"}},
-		{"amqp address", build(brokerYAML, func(b *api.Broker) { b.Spec.Type = api.BrokerAMQP; b.Spec.NATS = nil; b.Spec.Addresses = []string{"rabbit:5672"} }),
+		{"amqp address", build(brokerYAML, func(b *api.Broker) {
+			b.Spec.Type = api.BrokerAMQP
+			b.Spec.NATS = nil
+			b.Spec.Addresses = []string{"rabbit:5672"}
+		}),
 			[]string{`spec.addresses[0]: Invalid value: "rabbit:5672": must be an amqp:// or amqps:// URL`}},
-		{"kafka address", build(brokerYAML, func(b *api.Broker) { b.Spec.Type = api.BrokerKafka; b.Spec.NATS = nil; b.Spec.Addresses = []string{"kafka"} }),
+		{"kafka address", build(brokerYAML, func(b *api.Broker) {
+			b.Spec.Type = api.BrokerKafka
+			b.Spec.NATS = nil
+			b.Spec.Addresses = []string{"kafka"}
+		}),
 			[]string{`spec.addresses[0]: Invalid value: "kafka": must be host:port`}},
 		{"credentials", build(brokerYAML, func(b *api.Broker) { b.Spec.Credentials = &api.BrokerCredentials{UsernameFile: "user"} }),
 			[]string{`spec.credentials.usernameFile: Invalid value: "user": must be an absolute path`, "spec.credentials.passwordFile: Required value"}},
