@@ -23,7 +23,7 @@ function eventRow(e) {
   return h('tr', { 'data-event': '', 'data-status': e.status },
     h('td', { class: 'muted' }, new Date(e.time).toLocaleTimeString([], { hour12: false }) + '.' + String(new Date(e.time).getMilliseconds()).padStart(3, '0')),
     h('td', {}, split(e.dataplane || '').name, h('span', { class: 'ns' }, ' ' + (e.direction || ''))),
-    h('td', { title: `${e.source && e.source.identity}\n→ ${e.destination && e.destination.identity}` }, who(e.source), ' → ', who(e.destination), e.tls ? h('span', { class: 'badge good' }, 'TLS') : null),
+    h('td', { title: `${e.source && e.source.identity}\n→ ${e.destination && e.destination.identity}` }, who(e.source), ' → ', who(e.destination), e.tls ? [' ', h('span', { class: 'badge good' }, 'TLS')] : null),
     h('td', {}, e.method),
     h('td', { class: 'path', title: `${e.authority}${e.path}` }, e.path),
     h('td', { class: ['num', cls] }, e.status === 0 ? 'none' : String(e.status), e.grpcStatus ? ` grpc ${e.grpcStatus}` : ''),

@@ -206,19 +206,22 @@ try {
   await view(page, 'tap');
   if (probe.status === 404 && /unknown kind/.test(probe.body)) {
     console.log('not covered: tap (this control plane has no GET /api/v1/tap)');
+    await shot(page, 'tap');
   } else {
     await page.selectOption('form.tap select[name="target"]', 'service/default/catalog');
     await page.click('form.tap button[type="submit"]');
-    const tap = await until(page, 'live tap events for catalog', () => {
-      const rows = [...document.querySelectorAll('table.tap tr[data-event]')];
-      const got = { rows: rows.length, first: rows[0]?.innerText.replace(/\s+/g, ' '), notice: document.querySelector('.tap-notices').innerText };
-      return { ok: rows.length >= 3 && rows.some((r) => r.dataset.status === '200' && /GET/.test(r.innerText)), got };
+    const tap = await until(page, 'live tap events for catalog, among them its sidecar serving the frontend over TLS', () => {
+      const rows = [...document.querySelectorAll('table.tap tr[data-event]')].map((r) => ({ status: r.dataset.status, text: r.innerText.replace(/\s+/g, ' ') }));
+      const got = { rows: rows.length, first: rows[0]?.text, notice: document.querySelector('.tap-notices').innerText };
+      const inbound = rows.some((r) => r.status === '200' && /catalog-1 inbound frontend → catalog TLS GET \/products\//.test(r.text));
+      return { ok: rows.length >= 3 && inbound, got };
     });
     ok(`tap: ${tap.got.rows} events, newest "${tap.got.first}"`);
-    await page.click('form.tap button[type="submit"]'); // stop
+    await shot(page, 'tap');
+    await page.click('form.tap button[type="submit"]'); // Stop
+    await until(page, 'the tap stopped', () => ({ ok: document.querySelector('form.tap button[type="submit"]').textContent === 'Start', got: document.querySelector('.tap-notices').innerText }));
   }
   noProblems('tap');
-  await shot(page, 'tap');
 
   // Without a token the page asks for one and refuses a wrong one.
   if (hasToken) {
