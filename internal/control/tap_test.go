@@ -173,7 +173,7 @@ spec: {selector: {app: api}, ports: [{port: 80, protocol: http}]}
 	}
 	if out.Dataplane != "default/web-1" || out.Source.Service != "default/web" || out.Destination.Service != "default/api" ||
 		out.Destination.Cluster != "default/api:80" || out.Destination.Address != fmt.Sprintf("127.0.0.1:%d", ports[1]) ||
-		out.Status != 200 || out.Authority != fmt.Sprintf("127.0.0.1:%d", ports[0]) || out.RequestID != in.RequestID {
+		out.Status != 200 || out.Authority != fmt.Sprintf("127.0.0.1:%d", ports[0]) || out.RequestID != in.RequestID || out.Destination.Identity != "" {
 		t.Errorf("outbound event %+v", out.Event)
 	}
 	for _, e := range []*tapLine{in, out} {

@@ -1,6 +1,7 @@
 package control
 
 import (
+	"net"
 	"net/url"
 	"strconv"
 	"strings"
@@ -43,9 +44,7 @@ func (t tapResolver) Proxy(node string) (tap.Proxy, bool) {
 	svc := v1alpha1.IdentityService(dp)
 	p := tap.Proxy{Mesh: mesh, Dataplane: ns + "/" + name, Service: ns + "/" + svc, Inbound: map[string][]string{},
 		Redact: v1alpha1.TapRedactHeadersOf(m)}
-	if v1alpha1.MTLSModeOf(m) != v1alpha1.MTLSDisabled {
-		p.Identity = (&url.URL{Scheme: "spiffe", Host: v1alpha1.TrustDomainOf(mesh, m), Path: "/" + mesh + "/" + svc}).String()
-	}
+	p.Identity = identityOf(mesh, m, svc)
 	for _, in := range dp.Spec.Inbound {
 		sp := in.ServicePort
 		if sp == 0 {
@@ -90,6 +89,42 @@ func (t tapResolver) ServiceOfIdentity(mesh, id string) string {
 	for _, o := range t.r.objs {
 		if dp, ok := o.(*v1alpha1.Dataplane); ok && v1alpha1.MeshOf(dp) == mesh && v1alpha1.IdentityService(dp) == svc {
 			return v1alpha1.NamespaceOf(dp) + "/" + svc
+		}
+	}
+	return ""
+}
+
+// identityOf is the SPIFFE ID of svc's proxies in mesh (Mesh object m,
+// nil when none), or "" when the mesh has no mutual TLS.
+func identityOf(mesh string, m *v1alpha1.Mesh, svc string) string {
+	if v1alpha1.MTLSModeOf(m) == v1alpha1.MTLSDisabled {
+		return ""
+	}
+	return (&url.URL{Scheme: "spiffe", Host: v1alpha1.TrustDomainOf(mesh, m), Path: "/" + mesh + "/" + svc}).String()
+}
+
+// IdentityAt implements tap.Resolver: the identity of the Dataplane of
+// mesh with an inbound port at addr.
+func (t tapResolver) IdentityAt(mesh, addr string) string {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return ""
+	}
+	t.r.mu.Lock()
+	defer t.r.mu.Unlock()
+	m := t.meshObject(mesh)
+	if v1alpha1.MTLSModeOf(m) == v1alpha1.MTLSDisabled {
+		return ""
+	}
+	for _, o := range t.r.objs {
+		dp, ok := o.(*v1alpha1.Dataplane)
+		if !ok || dp.Spec.Address != host || v1alpha1.MeshOf(dp) != mesh {
+			continue
+		}
+		for _, in := range dp.Spec.Inbound {
+			if strconv.Itoa(int(in.Port)) == port {
+				return identityOf(mesh, m, v1alpha1.IdentityService(dp))
+			}
 		}
 	}
 	return ""

@@ -140,14 +140,14 @@ func TestDemo(t *testing.T) {
 	}
 }
 
-// tapDemo runs `trellis tap reviews --count 6 -o json` against the demo,
+// tapDemo runs `trellis tap reviews --count 10 -o json` against the demo,
 // whose load generator feeds it, within 30 s: live events arrive from
 // both sides of the frontend → reviews hop, over mutual TLS.
 func tapDemo(t *testing.T, cfg string) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, binary, "tap", "reviews", "--count", "6", "-o", "json")
+	cmd := exec.CommandContext(ctx, binary, "tap", "reviews", "--count", "10", "-o", "json")
 	for _, kv := range os.Environ() {
 		if !strings.HasPrefix(kv, "TRELLIS_") {
 			cmd.Env = append(cmd.Env, kv)
@@ -167,7 +167,7 @@ func tapDemo(t *testing.T, cfg string) {
 		Source, Destination                         struct{ Identity, Service, Cluster string }
 	}
 	var events []event
-	inbound := 0
+	inbound, outbound := 0, 0
 	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
 		var e event
 		if err := json.Unmarshal([]byte(line), &e); err != nil {
@@ -180,6 +180,13 @@ func tapDemo(t *testing.T, cfg string) {
 		if e.Destination.Service != "default/reviews" && !strings.HasPrefix(e.Destination.Cluster, "default/reviews") {
 			t.Errorf("tap reviews: an event to %+v", e.Destination)
 		}
+		if e.Direction == "outbound" {
+			outbound++
+		}
+		if e.Direction == "outbound" && (e.Dataplane != "default/frontend-1" || !strings.HasSuffix(e.Source.Identity, "/frontend") ||
+			!strings.HasSuffix(e.Destination.Identity, "/reviews") || !e.TLS) {
+			t.Errorf("tap reviews: outbound event %+v; want from the frontend's sidecar to a reviews identity over mutual TLS", e)
+		}
 		if e.Direction == "inbound" {
 			inbound++
 			if !e.TLS || !strings.HasSuffix(e.Source.Identity, "/frontend") || e.Source.Service != "default/frontend" ||
@@ -189,8 +196,8 @@ func tapDemo(t *testing.T, cfg string) {
 			}
 		}
 	}
-	if len(events) != 6 || inbound == 0 {
-		t.Errorf("trellis tap reviews --count 6: %d events (%d inbound):\n%s", len(events), inbound, out)
+	if len(events) != 10 || inbound == 0 || outbound == 0 {
+		t.Errorf("trellis tap reviews --count 10: %d events (%d inbound, %d outbound), want both sides:\n%s", len(events), inbound, outbound, out)
 	}
 }
 

@@ -48,6 +48,9 @@ type Resolver interface {
 	// ServiceOfIdentity returns the Service (namespace/name) of the
 	// proxies of mesh with the given SPIFFE ID, or "".
 	ServiceOfIdentity(mesh, id string) string
+	// IdentityAt returns the SPIFFE ID of the proxy of mesh whose inbound
+	// port is at addr ("ip:port"), or "" (none, or no mutual TLS).
+	IdentityAt(mesh, addr string) string
 }
 
 // Options configure a Hub.
@@ -327,7 +330,7 @@ func (h *Hub) Tap(ctx context.Context, req Request, emit func(Line) error) error
 	if err := emit(Line{Notice: msg}); err != nil {
 		return err
 	}
-	e := enricher{h: h, mesh: mesh, proxies: map[string]Proxy{}, ids: map[string]string{}}
+	e := enricher{h: h, mesh: mesh, proxies: map[string]Proxy{}, ids: map[string]string{}, addrs: map[string]string{}}
 	bucket := newBucket(req.MaxRPS, time.Now())
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
@@ -382,6 +385,7 @@ type enricher struct {
 	mesh    string
 	proxies map[string]Proxy
 	ids     map[string]string // SPIFFE ID → service
+	addrs   map[string]string // upstream address → SPIFFE ID
 }
 
 func (e *enricher) enrich(d delivered) {
@@ -411,6 +415,14 @@ func (e *enricher) enrich(d delivered) {
 		return
 	}
 	ev.Source.Service, ev.Source.Identity = p.Service, p.Identity
+	if a := ev.Destination.Address; a != "" {
+		id, ok := e.addrs[a]
+		if !ok {
+			id = e.h.res.IdentityAt(e.mesh, a)
+			e.addrs[a] = id
+		}
+		ev.Destination.Identity = id
+	}
 }
 
 // bucket is a token bucket: rate tokens a second, at most rate saved.

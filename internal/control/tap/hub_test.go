@@ -84,6 +84,13 @@ func (s staticResolver) ServiceOfIdentity(mesh, id string) string {
 	return ""
 }
 
+func (s staticResolver) IdentityAt(mesh, addr string) string {
+	if mesh == "default" && addr == "127.0.0.1:9081" {
+		return "spiffe://td/default/api"
+	}
+	return ""
+}
+
 var resolver = staticResolver{proxies: map[string]Proxy{
 	"default/api-1": {Mesh: "default", Dataplane: "default/api-1", Service: "default/api", Identity: "spiffe://td/default/api",
 		Inbound: map[string][]string{"inbound:9081": {"default/api"}, "inbound:9090": {"default/admin"}}, Redact: []string{"x-secret"}},
@@ -211,9 +218,12 @@ func TestHub(t *testing.T) {
 		t.Fatalf("line %+v", l)
 	}
 	waitFor(t, "web-1's subscription", func() bool { return slices.Equal(web.Subscriptions(), []string{"t1.out"}) })
-	web.Observe(req(false, "default/api-v2:80", "default/api:80"))
+	out := req(false, "default/api-v2:80", "default/api:80")
+	out.Upstream = "127.0.0.1:9081"
+	web.Observe(out)
 	if e := nextLine(t, lines).Event; e == nil || e.Dataplane != "default/web-1" || e.Source.Service != "default/web" ||
-		e.Source.Identity != "spiffe://td/default/web" || e.Destination.Service != "default/api" {
+		e.Source.Identity != "spiffe://td/default/web" || e.Destination.Service != "default/api" ||
+		e.Destination.Identity != "spiffe://td/default/api" {
 		t.Fatalf("outbound event %+v", e)
 	}
 
