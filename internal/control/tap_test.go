@@ -143,7 +143,7 @@ spec: {selector: {app: api}, ports: [{port: 80, protocol: http}]}
 
 	lines, stop := m.openTap(url.Values{"target": {"service/default/api"}, "headers": {"true"}, "path": {"/tapped"}})
 	if l := next(t, lines, "the opening notice", func(tapLine) bool { return true }); l.Type != "notice" ||
-		l.Message != "tapping service default/api: 1 proxies serve it, 2 may call it" {
+		l.Message != "tapping service default/api: 1 proxy serving it, 2 may call it" {
 		t.Fatalf("first line %+v", l)
 	}
 	pollUntil(t, "subscriptions on both proxies", func() (bool, string) {
@@ -273,7 +273,7 @@ func tapCLI(t *testing.T, m *gmMesh, port int) {
 		{[]string{"tap", "api", "--count", "2", "--method", "GET"},
 			regexp.MustCompile(`^req id=1 dp=default/\S+ (inbound|outbound) src=\S+ dst=default/api\S* tls=false :method=GET :authority=127\.0\.0\.1:\d+ :path=/cli\nrsp id=1 :status=200 latency=\d+\.\d{3}ms bytesIn=0 bytesOut=\d+ flags=-\nreq id=2 .*\nrsp id=2 .*\n$`)},
 		{[]string{"tap", "dataplane/default/api-1", "--count", "1", "-o", "json"},
-			regexp.MustCompile(`^\{"type":"notice","message":"tapping dataplane default/api-1: 1 proxies"\}\n\{"type":"event",.*"dataplane":"default/api-1","direction":"inbound",.*\}\n$`)},
+			regexp.MustCompile(`^\{"type":"notice","message":"tapping dataplane default/api-1: 1 proxy"\}\n\{"type":"event",.*"dataplane":"default/api-1","direction":"inbound",.*\}\n$`)},
 	} {
 		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 		var out, errOut bytes.Buffer

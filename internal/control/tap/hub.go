@@ -318,14 +318,14 @@ func (h *Hub) Tap(ctx context.Context, req Request, emit func(Line) error) error
 		<-s.joined
 	}
 	what := req.Target.Kind + " " + req.Target.Namespace + "/" + req.Target.Name
-	msg := fmt.Sprintf("tapping %s: %d proxies", what, reached)
+	msg := fmt.Sprintf("tapping %s: %s", what, proxies(reached))
 	switch {
 	case req.Target.Kind == KindService && inbound == 0:
-		msg = fmt.Sprintf("tapping %s: no proxy serves it yet; %d proxies may call it", what, reached)
+		msg = fmt.Sprintf("tapping %s: no proxy serves it yet; %s may call it", what, proxies(reached))
 	case reached == 0:
 		msg = fmt.Sprintf("tapping %s: its proxy is not connected yet; waiting", what)
 	case req.Target.Kind == KindService:
-		msg = fmt.Sprintf("tapping %s: %d proxies serve it, %d may call it", what, inbound, reached)
+		msg = fmt.Sprintf("tapping %s: %s serving it, %d may call it", what, proxies(inbound), reached)
 	}
 	if err := emit(Line{Notice: msg}); err != nil {
 		return err
@@ -361,6 +361,14 @@ func (h *Hub) Tap(ctx context.Context, req Request, emit func(Line) error) error
 			}
 		}
 	}
+}
+
+// proxies renders a count of proxies.
+func proxies(n int) string {
+	if n == 1 {
+		return "1 proxy"
+	}
+	return strconv.Itoa(n) + " proxies"
 }
 
 // end cancels s's subscriptions on every proxy.

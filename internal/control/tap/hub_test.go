@@ -189,7 +189,7 @@ func TestHub(t *testing.T) {
 	waitFor(t, "two proxy streams", func() bool { return len(h.Proxies()) == 2 })
 
 	lines, stop := openSession(t, h, Request{Target: Target{KindService, "default", "api"}, Headers: true})
-	if l := nextLine(t, lines); l.Notice != "tapping service default/api: 1 proxies serve it, 1 may call it" {
+	if l := nextLine(t, lines); l.Notice != "tapping service default/api: 1 proxy serving it, 1 may call it" {
 		t.Fatalf("first line %+v", l)
 	}
 	waitFor(t, "api-1's subscriptions", func() bool { return len(api.Subscriptions()) == 2 })
@@ -250,7 +250,7 @@ func TestHubRateCapAndDrops(t *testing.T) {
 	api, _ := runProxy(t, conn, "default/api-1")
 	waitFor(t, "the proxy stream", func() bool { return len(h.Proxies()) == 1 })
 	lines, _ := openSession(t, h, Request{Target: Target{KindDataplane, "default", "api-1"}, MaxRPS: 2})
-	if l := nextLine(t, lines); l.Notice != "tapping dataplane default/api-1: 1 proxies" {
+	if l := nextLine(t, lines); l.Notice != "tapping dataplane default/api-1: 1 proxy" {
 		t.Fatalf("first line %+v", l)
 	}
 	waitFor(t, "the subscription", api.Active)
