@@ -45,6 +45,12 @@ func (t tapResolver) Proxy(node string) (tap.Proxy, bool) {
 	p := tap.Proxy{Mesh: mesh, Dataplane: ns + "/" + name, Service: ns + "/" + svc, Inbound: map[string][]string{},
 		Redact: v1alpha1.TapRedactHeadersOf(m)}
 	p.Identity = identityOf(mesh, m, svc)
+	if n := t.r.nodes[node]; n != nil && n.res != nil {
+		p.Reads = make(map[string]bool, len(n.res.Services))
+		for k := range n.res.Services {
+			p.Reads[k.String()] = true
+		}
+	}
 	for _, in := range dp.Spec.Inbound {
 		sp := in.ServicePort
 		if sp == 0 {

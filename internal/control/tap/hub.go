@@ -35,6 +35,10 @@ type Proxy struct {
 	// Redact are the header names the mesh redacts besides the defaults
 	// (Mesh spec.tap.redactHeaders).
 	Redact []string
+	// Reads are the Services (namespace/name) the proxy's configuration
+	// can send requests to: a service tap subscribes its outbound side
+	// only when the Service is among them. Nil means unknown: subscribe.
+	Reads map[string]bool
 }
 
 // Resolver answers the Hub from the control plane's resources. Methods
@@ -260,7 +264,9 @@ func (h *Hub) plan(s *session, node string) []tap.Subscription {
 		in.ID, in.Match.Direction, in.Match.Clusters = s.id+".in", tap.Inbound, slices.Sorted(slices.Values(clusters))
 		subs = append(subs, in)
 	}
-	// Any proxy of the mesh may call the Service.
+	if p.Reads != nil && !p.Reads[key] {
+		return subs // its configuration cannot reach the Service
+	}
 	out := base
 	out.ID, out.Match.Direction, out.Match.Services = s.id+".out", tap.Outbound, []string{key}
 	return append(subs, out)

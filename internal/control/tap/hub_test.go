@@ -95,7 +95,9 @@ var resolver = staticResolver{proxies: map[string]Proxy{
 	"default/api-1": {Mesh: "default", Dataplane: "default/api-1", Service: "default/api", Identity: "spiffe://td/default/api",
 		Inbound: map[string][]string{"inbound:9081": {"default/api"}, "inbound:9090": {"default/admin"}}, Redact: []string{"x-secret"}},
 	"default/web-1": {Mesh: "default", Dataplane: "default/web-1", Service: "default/web", Identity: "spiffe://td/default/web"},
-	"other/x-1":     {Mesh: "other", Dataplane: "other/x-1"},
+	"default/db-1": {Mesh: "default", Dataplane: "default/db-1", Service: "default/db",
+		Reads: map[string]bool{"default/db": true}}, // calls nothing
+	"other/x-1": {Mesh: "other", Dataplane: "other/x-1"},
 }}
 
 // hubServer serves a Hub on a real gRPC server on a loopback port.
@@ -186,7 +188,8 @@ func TestHub(t *testing.T) {
 	h, conn := hubServer(t)
 	api, _ := runProxy(t, conn, "default/api-1")
 	other, _ := runProxy(t, conn, "other/x-1")
-	waitFor(t, "two proxy streams", func() bool { return len(h.Proxies()) == 2 })
+	db, _ := runProxy(t, conn, "default/db-1")
+	waitFor(t, "three proxy streams", func() bool { return len(h.Proxies()) == 3 })
 
 	lines, stop := openSession(t, h, Request{Target: Target{KindService, "default", "api"}, Headers: true})
 	if l := nextLine(t, lines); l.Notice != "tapping service default/api: 1 proxy serving it, 1 may call it" {
@@ -198,6 +201,9 @@ func TestHub(t *testing.T) {
 	}
 	if other.Active() {
 		t.Error("a proxy of another mesh was subscribed")
+	}
+	if db.Active() {
+		t.Error("a proxy whose configuration cannot reach api was subscribed")
 	}
 
 	in := req(true, "inbound:9081", "inbound")
@@ -229,7 +235,7 @@ func TestHub(t *testing.T) {
 
 	// A reconnect is subscribed again.
 	stopWeb()
-	waitFor(t, "web-1's stream to end", func() bool { return len(h.Proxies()) == 2 })
+	waitFor(t, "web-1's stream to end", func() bool { return len(h.Proxies()) == 3 })
 	if web.Active() {
 		t.Error("subscriptions outlived their stream")
 	}
