@@ -22,9 +22,10 @@ import (
 // The subscriber answers 500 to every 20th message (always: they must end
 // in the dead-letter destination, exactly those), 503 to the first
 // attempt of every 10th (retried), and is slow now and then. Mid-way the
-// broker restarts (NATS: same store and port; RabbitMQ: same mnesia dir
-// and port; kfake: same data directory and port); the publisher retries
-// its 5xx answers, and nothing acknowledged to it is lost.
+// broker stops and comes back (NATS: after 2 s, same store and port;
+// RabbitMQ: SIGTERM and a new boot, ~5 s, same mnesia dir and port; kfake:
+// after 2 s, same data directory and port); the publisher retries its 5xx
+// answers, and nothing acknowledged to it is lost.
 const bridgeN = 10000
 
 // A Dataplane with no inbound and no outbound gets no clusters, and its
@@ -198,9 +199,9 @@ func TestBridge(t *testing.T) {
 		broker, topic string
 		restart       func(*testing.T)
 	}{
-		{"nats", "orders.nats", func(t *testing.T) { nats.Restart(t) }},
-		{"rabbit", "orders-rabbit", func(t *testing.T) { rabbit.Restart(t) }},
-		{"kafka", "orders-kafka", func(t *testing.T) { kafka.Restart(t, 4) }},
+		{"nats", "orders.nats", func(t *testing.T) { nats.Stop(); outage(); nats.Start(t) }},
+		{"rabbit", "orders-rabbit", func(t *testing.T) { rabbit.Restart(t) }}, // down ~5 s: its shutdown and boot
+		{"kafka", "orders-kafka", func(t *testing.T) { kafka.Stop(); outage(); kafka.Start(t, 4) }},
 	} {
 		t.Run(tc.broker, func(t *testing.T) {
 			start := time.Now()
@@ -265,6 +266,9 @@ func TestBridge(t *testing.T) {
 		})
 	}
 }
+
+// outage keeps a stopped broker down for 2 s of publishing.
+func outage() { <-time.After(2 * time.Second) }
 
 // publishUntilAcked POSTs message i (a binary-mode CloudEvent with id
 // "<broker>/<i>") until the bridge answers 200, counting the retries.

@@ -47,6 +47,13 @@ func (k *Kafka) Stop() {
 	}
 }
 
+// Start starts a stopped cluster again on the same port from its data
+// directory.
+func (k *Kafka) Start(t testing.TB, partitions int) {
+	t.Helper()
+	k.start(t, partitions)
+}
+
 // Restart closes the cluster and starts it again on the same port from
 // its data directory.
 func (k *Kafka) Restart(t testing.TB, partitions int) {

@@ -56,6 +56,12 @@ func (n *NATS) Stop() {
 	}
 }
 
+// Start starts a stopped server again on the same port and store.
+func (n *NATS) Start(t testing.TB) {
+	t.Helper()
+	n.start(t)
+}
+
 // Restart stops the server and starts it again on the same port and store.
 func (n *NATS) Restart(t testing.TB) {
 	t.Helper()
