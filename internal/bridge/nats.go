@@ -257,28 +257,33 @@ func (c *natsClient) Consume(ctx context.Context, s *Subscription, settle func(c
 }
 
 func (c *natsClient) consumeCore(ctx context.Context, s *Subscription, settle func(context.Context, *Message) error) error {
-	ch := make(chan *nats.Msg, s.Concurrency)
-	sub, err := c.nc.ChanQueueSubscribe(s.Topic, s.ConsumerGroup, ch)
+	// A synchronous subscription buffers up to nats.go's pending limits
+	// (65,536 messages); a channel subscription would drop what does not
+	// fit its channel.
+	sub, err := c.nc.QueueSubscribeSync(s.Topic, s.ConsumerGroup)
 	if err != nil {
 		return err
 	}
+	defer func() { _ = sub.Unsubscribe() }()
+	errc := make(chan error, s.Concurrency)
 	var wg sync.WaitGroup
 	for range s.Concurrency {
 		wg.Go(func() {
 			for {
-				select {
-				case <-ctx.Done():
+				m, err := sub.NextMsgWithContext(ctx)
+				if err != nil {
+					errc <- err
 					return
-				case m := <-ch:
-					_ = settle(ctx, c.message(m, newID()))
 				}
+				_ = settle(ctx, c.message(m, newID()))
 			}
 		})
 	}
-	<-ctx.Done()
-	_ = sub.Unsubscribe()
 	wg.Wait()
-	return ctx.Err()
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	return <-errc
 }
 
 // Lag is the JetStream consumer's pending count (core NATS: none).

@@ -1,6 +1,7 @@
 package bridge
 
 import (
+	"context"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -154,5 +155,68 @@ func TestKafkaKeyOrder(t *testing.T) {
 			t.Fatalf("key %s: got record %s before %s (order %v)", key, i, want, a.order)
 		}
 		next[key]++
+	}
+}
+
+// TestNATSCore: without JetStream the bridge publishes with a flush and
+// consumes with a queue subscription (at most once: only messages
+// published while it is subscribed arrive); failures still go to the
+// dead-letter subject, and no lag is reported.
+func TestNATSCore(t *testing.T) {
+	n := brokertest.StartNATS(t, false)
+	a := newApp(t)
+	b := New(Options{})
+	t.Cleanup(func() { b.Close() })
+	if err := b.Update(Config{Brokers: []Broker{{Name: "core", Type: NATS, Addresses: []string{n.URL}}}, Subscriptions: []Subscription{
+		{Name: "s", Broker: "core", Topic: "orders.>", ConsumerGroup: "g", URL: a.srv.URL + "/events", Concurrency: 2,
+			MaxDeliveries: 2, BackoffBase: time.Millisecond, BackoffMax: time.Millisecond, DeadLetter: "dead.orders"},
+		{Name: "dl", Broker: "core", Topic: "dead.orders", ConsumerGroup: "g", URL: a.srv.URL + "/dead"},
+	}}); err != nil {
+		t.Fatal(err)
+	}
+	pub := httptest.NewServer(b)
+	t.Cleanup(pub.Close)
+	// The subscriptions start in the background: publish probes until one
+	// (and a failing one's dead letter) arrives.
+	deadline := time.Now().Add(20 * time.Second)
+	for i := 0; ; i++ {
+		publish(t, pub.URL+"/publish/core/orders.probe", fmt.Appendf(nil, "probe-%d", i), nil)
+		publish(t, pub.URL+"/publish/core/orders.probe", fmt.Appendf(nil, "fail-probe-%d", i), nil)
+		a.mu.Lock()
+		ready := len(a.ok) > 0 && len(a.dead) > 0
+		a.mu.Unlock()
+		if ready {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("core NATS subscriptions never delivered")
+		}
+		<-time.After(20 * time.Millisecond)
+	}
+	for i := range 20 {
+		data := fmt.Sprint("core-", i)
+		if i%5 == 0 {
+			data = fmt.Sprint("fail-core-", i)
+		}
+		if code, out := publish(t, pub.URL+"/publish/core/orders.created", []byte(data), nil); code != http.StatusOK {
+			t.Fatalf("publish: %d %v", code, out)
+		}
+	}
+	a.wait("core deliveries", 20*time.Second, func() bool {
+		for i := range 20 {
+			if _, ok := a.ok[fmt.Sprint("core-", i)]; !ok && i%5 != 0 {
+				return false
+			}
+			if _, ok := a.dead[fmt.Sprint("fail-core-", i)]; !ok && i%5 == 0 {
+				return false
+			}
+		}
+		return true
+	})
+	if _, err := b.subs["s"].broker.Lag(context.Background(), &b.subs["s"].sub); err == nil {
+		t.Error("core NATS reported a lag")
+	}
+	if code, out := publish(t, pub.URL+"/publish/core/orders.*", []byte("x"), nil); code != http.StatusBadRequest {
+		t.Errorf("publish to a wildcard subject: %d %v", code, out)
 	}
 }
