@@ -149,6 +149,11 @@ func (b *Bridge) Update(cfg Config) error {
 			b.m.lag.DeleteLabelValues(name)
 		}
 	}
+	// Cancel every stopping subscription first, then wait: their
+	// in-flight deliveries end together (unacknowledged, so redelivered).
+	for _, r := range stopping {
+		r.cancel()
+	}
 	for _, r := range stopping {
 		r.stop()
 	}
@@ -194,6 +199,9 @@ func (b *Bridge) Close() error {
 		return nil
 	}
 	b.closed = true
+	for _, r := range b.subs {
+		r.cancel()
+	}
 	for _, r := range b.subs {
 		r.stop()
 	}
