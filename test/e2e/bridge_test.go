@@ -244,7 +244,6 @@ func TestBridge(t *testing.T) {
 				return d == bridgeN-bridgeN/20 && dl == bridgeN/20, fmt.Sprintf("delivered %d, dead-lettered %d", d, dl)
 			})
 			app.mu.Lock()
-			defer app.mu.Unlock()
 			dups, deadDups := 0, 0
 			for i := range bridgeN {
 				id := fmt.Sprintf("%s/%d", tc.broker, i)
@@ -263,6 +262,20 @@ func TestBridge(t *testing.T) {
 				tc.broker, acked.Load(), retries.Load(), published.Sub(start).Round(time.Millisecond),
 				len(app.delivered[tc.broker]), dups, app.attempts[tc.broker], app.retried[tc.broker],
 				len(app.dead[tc.broker]), deadDups, time.Since(published).Round(time.Millisecond))
+			okPosts, retried := float64(len(app.delivered[tc.broker])+dups), float64(app.retried[tc.broker])
+			app.mu.Unlock()
+
+			// The sidecars count the same: every publish answered 200 once,
+			// every 2xx and every retry the application saw.
+			subName := `subscription="default/orders-` + tc.broker + `"`
+			waitMetric(t, "publisher's ok publishes", bridgeN, []*meshProxy{pub},
+				"trellis_bridge_published_total{", `broker="`+tc.broker+`"`, `result="ok"`)
+			waitMetric(t, "subscriber's 2xx deliveries", okPosts, []*meshProxy{sub},
+				"trellis_bridge_delivered_total{", subName, `result="ok"`)
+			waitMetric(t, "subscriber's retries", retried, []*meshProxy{sub}, "trellis_bridge_retries_total{", subName)
+			if dl := metricSum(t, []*meshProxy{sub}, "trellis_bridge_dead_lettered_total{", subName); dl < bridgeN/20 {
+				t.Errorf("trellis_bridge_dead_lettered_total{%s} = %v, want >= %d", subName, dl, bridgeN/20)
+			}
 		})
 	}
 }
