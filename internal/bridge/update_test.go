@@ -9,6 +9,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
 	"github.com/trellis-mesh/trellis/internal/bridge/brokertest"
 )
 
@@ -218,5 +221,44 @@ func TestNATSCore(t *testing.T) {
 	}
 	if code, out := publish(t, pub.URL+"/publish/core/orders.*", []byte("x"), nil); code != http.StatusBadRequest {
 		t.Errorf("publish to a wildcard subject: %d %v", code, out)
+	}
+}
+
+// TestPublishFailures: a JetStream stream that refuses the message (full,
+// discard new) answers 502 with the cause; a stopped server 503 or 504;
+// the metrics count each result.
+func TestPublishFailures(t *testing.T) {
+	n := brokertest.StartNATS(t, true)
+	b := New(Options{PublishTimeout: 2 * time.Second})
+	t.Cleanup(func() { b.Close() })
+	if err := b.Update(Config{Brokers: []Broker{{Name: "js", Type: NATS, Addresses: []string{n.URL}, JetStream: true}}}); err != nil {
+		t.Fatal(err)
+	}
+	nc, err := nats.Connect(n.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, _ := jetstream.New(nc)
+	if _, err := js.CreateStream(context.Background(), jetstream.StreamConfig{Name: "FULL", Subjects: []string{"full"},
+		MaxMsgs: 1, Discard: jetstream.DiscardNew}); err != nil {
+		t.Fatal(err)
+	}
+	pub := httptest.NewServer(b)
+	t.Cleanup(pub.Close)
+	if code, out := publish(t, pub.URL+"/publish/js/full", []byte("1"), nil); code != http.StatusOK {
+		t.Fatalf("first publish: %d %v", code, out)
+	}
+	code, out := publish(t, pub.URL+"/publish/js/full", []byte("2"), nil)
+	if code != http.StatusBadGateway || out["broker"] != "js" || out["topic"] != "full" || !strings.Contains(out["cause"], "maximum messages") {
+		t.Fatalf("publish to a full stream: %d %v", code, out)
+	}
+	n.Stop()
+	code, out = publish(t, pub.URL+"/publish/js/full", []byte("3"), nil)
+	if code != http.StatusServiceUnavailable && code != http.StatusGatewayTimeout {
+		t.Fatalf("publish with the server down: %d %v", code, out)
+	}
+	if got := value(b.m.published.WithLabelValues("js", "full", resultRefused)); got != 1 {
+		t.Errorf("published refused = %v, want 1", got)
 	}
 }
