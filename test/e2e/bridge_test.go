@@ -28,9 +28,9 @@ import (
 // answers, and nothing acknowledged to it is lost.
 const bridgeN = 10000
 
-// A Dataplane with no inbound and no outbound gets no clusters, and its
-// proxy waits for them forever: the publisher has an inbound (unused).
-func bridgeResources(natsURL, amqpURL, kafkaAddr string, pubInbound, pubPort, subPort, subBridge, appPort int) string {
+// bridgeResources: the publisher's Dataplane has only spec.bridge (no
+// inbound, no outbound), the subscriber's an inbound for deliveries.
+func bridgeResources(natsURL, amqpURL, kafkaAddr string, pubPort, subPort, subBridge, appPort int) string {
 	sub := func(name, broker, topic, dead string, conc int) string {
 		return fmt.Sprintf(`---
 apiVersion: trellis.dev/v1alpha1
@@ -97,7 +97,6 @@ kind: Dataplane
 metadata: {name: publisher-1, labels: {app: publisher}}
 spec:
   address: 127.0.0.1
-  inbound: [{port: %d, servicePort: 80, appPort: %d}]
   bridge: {port: %d}
 ---
 apiVersion: trellis.dev/v1alpha1
@@ -107,7 +106,7 @@ spec:
   address: 127.0.0.1
   inbound: [{port: %d, servicePort: 80, appPort: %d}]
   bridge: {port: %d}
-`, pubInbound, appPort, pubPort, subPort, appPort, subBridge)
+`, pubPort, subPort, appPort, subBridge)
 }
 
 // subscriberApp counts what the bridge delivers, per broker.
@@ -173,8 +172,8 @@ func TestBridge(t *testing.T) {
 
 	cp := startControl(t, t.TempDir(), "127.0.0.1:0", "127.0.0.1:0", "--name", "cp-1")
 	dir := t.TempDir()
-	ports := freePorts(t, 4)
-	docs := strings.Split(bridgeResources(nats.URL, rabbit.URL, kafka.Addr, ports[3], ports[0], ports[1], ports[2], appPort), "---\n")
+	ports := freePorts(t, 3)
+	docs := strings.Split(bridgeResources(nats.URL, rabbit.URL, kafka.Addr, ports[0], ports[1], ports[2], appPort), "---\n")
 	applyYAML(t, cp.cfg, dir, "bridge.yaml", strings.Join(docs, "---\n"))
 	pubFile := writeFile(t, dir, "publisher-1.yaml", docs[len(docs)-2])
 	subFile := writeFile(t, dir, "subscriber-1.yaml", docs[len(docs)-1])

@@ -151,13 +151,38 @@ func (r *Resources) ReadsTrustBundle(mesh string) bool {
 
 // addSecrets adds the trust bundle to an mTLS sidecar's configuration.
 func (b *builder) addSecrets() {
-	if b.p.Proxyless || !b.m.sec.mtls() {
+	if b.p.Proxyless || !b.m.sec.mtls() || !b.readsTLS() {
+		// Nothing would read the bundle (a sidecar with only the plaintext
+		// bridge listener, bridge.go): the server's consistency check
+		// refuses a Secret no listener or cluster reads.
 		return
 	}
 	b.res.mtls = true
 	if b.m.sec.bundle != nil {
 		b.res.Secrets, b.res.SecretsVersion = []types.Resource{b.m.sec.bundle}, b.m.sec.bundleVer
 	}
+}
+
+// readsTLS reports whether a listener or cluster of the output has a TLS
+// transport socket.
+func (b *builder) readsTLS() bool {
+	for _, r := range b.res.Clusters {
+		if c, ok := r.(*clusterv3.Cluster); ok && c.GetTransportSocket() != nil {
+			return true
+		}
+	}
+	for _, r := range b.res.Listeners {
+		l, ok := r.(*listenerv3.Listener)
+		if !ok {
+			continue
+		}
+		for _, fc := range l.GetFilterChains() {
+			if fc.GetTransportSocket() != nil {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 func sdsRef(name string) *tlsv3.SdsSecretConfig {
