@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"strconv"
 	"sync"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -125,9 +126,19 @@ func (c *kafkaClient) Consume(ctx context.Context, s *Subscription, settle func(
 			cl.AllowRebalance()
 			return ctx.Err()
 		}
+		fetchErrs := 0
 		fs.EachError(func(t string, p int32, err error) {
+			fetchErrs++
 			c.log.Warn("kafka fetch", "topic", t, "partition", p, "err", err)
 		})
+		if fetchErrs > 0 && fs.NumRecords() == 0 {
+			// Errors only (the broker away): do not spin on them.
+			cl.AllowRebalance()
+			if !sleep(ctx, time.Second) {
+				return ctx.Err()
+			}
+			continue
+		}
 		for i := range lanes {
 			lanes[i] = lanes[i][:0]
 		}
