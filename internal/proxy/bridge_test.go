@@ -107,4 +107,31 @@ func TestBridgeFilter(t *testing.T) {
 	if err := apply(t, p, bridgeProxy, data); err == nil || !strings.Contains(err.Error(), "subscriptions[0].concurrency") {
 		t.Fatalf("bad configuration: %v", err)
 	}
+	if code := post("three"); code != http.StatusOK {
+		t.Fatalf("publish after a refused update: %d", code)
+	}
+	want("three")
+	// A configuration without the bridge filter stops its subscriptions.
+	if err := apply(t, p, noBridgeProxy, data); err != nil {
+		t.Fatal(err)
+	}
+	if m := scrape(t, p.AdminAddr()); !strings.Contains(m, "trellis_bridge_subscriptions 0") {
+		t.Fatalf("subscriptions still running without the bridge filter:\n%s", grepLines(m, "trellis_bridge_subscriptions"))
+	}
+}
+
+// noBridgeProxy is bridgeProxy's proxy after its Dataplane lost spec.bridge.
+const noBridgeProxy = `
+admin: {address: {socket_address: {address: 127.0.0.1, port_value: 0}}}
+static_resources: {}
+`
+
+func grepLines(s, substr string) string {
+	var out []string
+	for _, l := range strings.Split(s, "\n") {
+		if strings.Contains(l, substr) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
 }

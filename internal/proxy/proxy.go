@@ -16,8 +16,10 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/trellis-mesh/trellis/internal/bridge"
 	"github.com/trellis-mesh/trellis/internal/proxy/admin"
 	"github.com/trellis-mesh/trellis/internal/proxy/cluster"
+	"github.com/trellis-mesh/trellis/internal/proxy/httpfilter/bridgefilter"
 	"github.com/trellis-mesh/trellis/internal/proxy/listener"
 	"github.com/trellis-mesh/trellis/internal/proxy/tlsx"
 	"github.com/trellis-mesh/trellis/internal/telemetry/accesslog"
@@ -50,6 +52,9 @@ type Proxy struct {
 	listeners *listener.Manager
 	tracers   *trace.Manager // span exporters; outlive snapshots
 	tap       *tap.Tap       // trellis tap subscriptions; outlive snapshots
+	// bridge is the HTTP bridge runtime; its consumers outlive snapshots
+	// and follow the bridge filter of the current one.
+	bridge *bridge.Bridge
 	// statsSinks push metrics to the bootstrap's stats_sinks (statsink.go).
 	statsSinks statsSinks
 	started    time.Time
@@ -85,6 +90,8 @@ func New(opts Options) *Proxy {
 	}
 	p.tracers = trace.NewManager(opts.Logger)
 	p.tap = tap.New(0)
+	p.bridge = bridge.New(bridge.Options{Registerer: reg.Prom, Log: opts.Logger})
+	reg.Prom.MustRegister(bridgefilter.SubscriptionsCollector(p.bridge))
 	reg.Prom.MustRegister(&mtlsCollector{p: p})
 	p.listeners = listener.NewManager(opts.Logger, reg)
 	p.listeners.DrainTimeout = opts.DrainTimeout
@@ -132,6 +139,8 @@ func (p *Proxy) apply(b *bootstrapv3.Bootstrap, dryRun bool) error {
 	}
 	deps := listener.Deps{Clusters: set, Secrets: secrets, Metrics: p.metrics, Sinks: p.sinks, Log: p.log}
 	deps.Tracers, deps.NodeID, deps.Tap = p.tracers, b.GetNode().GetId(), p.tap
+	pending := bridgefilter.NewPending(p.bridge)
+	deps.Bridge = pending
 	var ls []*listener.Listener
 	var errs []error
 	names := map[string]int{}
@@ -175,6 +184,11 @@ func (p *Proxy) apply(b *bootstrapv3.Bootstrap, dryRun bool) error {
 	}
 	p.current.Store(&snapshot{bootstrap: b, clusters: set, version: v, applied: time.Now()})
 	p.updateStatsSinks(b, sinks, flush)
+	// Checked when its filters were built: Update fails only if the
+	// brokers' configuration cannot be used at all, which it logs.
+	if err := p.bridge.Update(pending.Config()); err != nil {
+		p.log.Error("HTTP bridge not updated", "error", err)
+	}
 	p.log.Info("configuration applied", "version", v, "listeners", len(ls), "clusters", len(set.All()))
 	return nil
 }
@@ -251,6 +265,7 @@ func (p *Proxy) Shutdown(ctx context.Context) {
 	p.stopStatsSinks()
 	p.clusters.Close()
 	_ = p.tracers.Shutdown(ctx) // flushes queued spans within the drain bound
+	_ = p.bridge.Close()        // stops consuming; unsettled messages are redelivered
 	if p.adminSrv != nil {
 		sctx, scancel := context.WithTimeout(context.Background(), time.Second)
 		_ = p.adminSrv.Shutdown(sctx)

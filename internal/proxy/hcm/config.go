@@ -8,11 +8,13 @@ import (
 	"strings"
 	"time"
 
+	xdstypev3 "github.com/cncf/xds/go/xds/type/v3"
 	accesslogv3 "github.com/envoyproxy/go-control-plane/envoy/config/accesslog/v3"
 	filev3 "github.com/envoyproxy/go-control-plane/envoy/extensions/access_loggers/file/v3"
 	streamv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/access_loggers/stream/v3"
 	routerv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/router/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	"google.golang.org/protobuf/types/known/anypb"
 
 	"github.com/trellis-mesh/trellis/internal/proxy/cluster"
 	"github.com/trellis-mesh/trellis/internal/proxy/httpfilter"
@@ -296,7 +298,7 @@ func buildFilters(pb *hcmv3.HttpConnectionManager, reg httpfilter.Registry) ([]h
 		case last:
 			errs = append(errs, fmt.Errorf("http_filters[%d]: the last filter must be the router, not %q", i, f.GetName()))
 		default:
-			b, ok := reg[f.GetTypedConfig().GetTypeUrl()]
+			b, ok := reg[filterType(f.GetTypedConfig())]
 			if !ok {
 				errs = append(errs, fmt.Errorf("http_filters[%d]: filter %q not supported", i, f.GetName()))
 				continue
@@ -312,12 +314,25 @@ func buildFilters(pb *hcmv3.HttpConnectionManager, reg httpfilter.Registry) ([]h
 	return out, errors.Join(errs...)
 }
 
+// filterType is the key of a filter's builder: its typed_config's type,
+// or for an xds.type.v3.TypedStruct (Trellis's own filters) the type_url
+// inside it.
+func filterType(a *anypb.Any) string {
+	ts := &xdstypev3.TypedStruct{}
+	if !a.MessageIs(ts) || a.UnmarshalTo(ts) != nil {
+		return a.GetTypeUrl()
+	}
+	return ts.GetTypeUrl()
+}
+
 // Filters returns the HTTP filters Trellis implements besides the router;
 // m (may be nil) receives the filters' metrics and log (nil:
 // slog.Default()) their debug lines.
-func Filters(m *metrics.Registry, log *slog.Logger) httpfilter.Registry {
+// bridge (may be nil) collects the HTTP bridge's configuration
+// (bridgefilter.Pending).
+func Filters(m *metrics.Registry, log *slog.Logger, bridge *bridgefilter.Pending) httpfilter.Registry {
 	return httpfilter.NewRegistry(fault.Builder{}, localratelimit.Builder{Metrics: m}, cors.Builder{}, headermutation.Builder{},
-		rbac.Builder{Metrics: m, Log: log}, bridgefilter.Builder{Metrics: m, Log: log})
+		rbac.Builder{Metrics: m, Log: log}, bridgefilter.Builder{Pending: bridge})
 }
 
 // OpenAccessLog opens the sink of an Envoy AccessLog (file, stdout, stderr).

@@ -22,6 +22,7 @@ import (
 
 	"github.com/trellis-mesh/trellis/internal/proxy/cluster"
 	"github.com/trellis-mesh/trellis/internal/proxy/hcm"
+	"github.com/trellis-mesh/trellis/internal/proxy/httpfilter/bridgefilter"
 	"github.com/trellis-mesh/trellis/internal/proxy/kafkabroker"
 	"github.com/trellis-mesh/trellis/internal/proxy/natsfilter"
 	"github.com/trellis-mesh/trellis/internal/proxy/netrbac"
@@ -94,6 +95,9 @@ type Deps struct {
 	// Tap is the proxy's tap, handed to connection managers; nil means
 	// none.
 	Tap *tap.Tap
+	// Bridge collects the HTTP bridge filters' configuration of this
+	// build (bridgefilter.Pending); nil: they are checked only.
+	Bridge *bridgefilter.Pending
 	// Log receives filters' debug lines (RBAC shadow decisions); nil
 	// means slog.Default().
 	Log *slog.Logger
@@ -241,7 +245,7 @@ func buildChain(fc *listenerv3.FilterChain, l *Listener, d Deps, path string, in
 			fail("filters[%d].typed_config: %v", last, err)
 			break
 		}
-		cfg, err := hcm.Build(pb, hcm.Deps{Tracers: d.Tracers, NodeID: d.NodeID, Tap: d.Tap, Listener: l.Name, ListenerAddr: l.Address, Clusters: d.Clusters, Metrics: d.Metrics, Sinks: d.Sinks, Filters: hcm.Filters(d.Metrics, d.Log)})
+		cfg, err := hcm.Build(pb, hcm.Deps{Tracers: d.Tracers, NodeID: d.NodeID, Tap: d.Tap, Listener: l.Name, ListenerAddr: l.Address, Clusters: d.Clusters, Metrics: d.Metrics, Sinks: d.Sinks, Filters: hcm.Filters(d.Metrics, d.Log, d.Bridge)})
 		if err != nil {
 			errs = append(errs, decode.PrefixErrors(fmt.Sprintf("%s.filters[%d].typed_config", path, last), err))
 			break

@@ -1,6 +1,8 @@
 package bridgefilter
 
 import (
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 
@@ -8,7 +10,8 @@ import (
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/structpb"
 
-	"github.com/trellis-mesh/trellis/internal/telemetry/metrics"
+	"github.com/trellis-mesh/trellis/internal/bridge"
+	"github.com/trellis-mesh/trellis/internal/proxy/httpfilter"
 )
 
 func typedStruct(t *testing.T, typeURL string, v map[string]any) *xdstypev3.TypedStruct {
@@ -64,31 +67,49 @@ func TestParse(t *testing.T) {
 	}
 }
 
-// TestRuntimePerRegistry: builds on one proxy registry share one runtime
-// (consumers outlive reloads); another proxy gets its own.
-func TestRuntimePerRegistry(t *testing.T) {
-	reg := metrics.New()
-	b := Builder{Metrics: reg}
+// TestPending: a build records its bridge configuration without starting
+// anything; the same configuration twice is one bridge, another one is
+// refused naming both filters; without Pending the filter is checked only
+// and answers 503.
+func TestPending(t *testing.T) {
+	rt := bridge.New(bridge.Options{})
+	t.Cleanup(func() { rt.Close() })
+	pending := NewPending(rt)
+	b := Builder{Pending: pending}
+	if got := pending.Config(); len(got.Brokers)+len(got.Subscriptions) != 0 {
+		t.Fatalf("empty Pending has %+v", got)
+	}
 	a, err := anypb.New(typedStruct(t, TypeURL, valid()))
 	if err != nil {
 		t.Fatal(err)
 	}
-	for range 2 {
-		if _, err := b.Build("bridge", a); err != nil {
+	for _, name := range []string{"one", "two"} {
+		if _, err := b.Build(name, a); err != nil {
 			t.Fatal(err)
 		}
 	}
-	rt := b.Runtime()
-	t.Cleanup(func() { rt.Close() })
-	if rt != (Builder{Metrics: reg}).Runtime() {
-		t.Fatal("a second builder on the same registry made another runtime")
+	if rt.Subscriptions() != 0 {
+		t.Fatal("Build started subscriptions; only the proxy's Update may")
 	}
-	if rt.Subscriptions() != 1 {
-		t.Fatalf("%d subscriptions, want 1", rt.Subscriptions())
+	if got := pending.Config(); len(got.Subscriptions) != 1 || got.Subscriptions[0].Name != "default/s" {
+		t.Fatalf("collected %+v", got)
 	}
-	other := Builder{Metrics: metrics.New()}.Runtime()
-	t.Cleanup(func() { other.Close() })
-	if other == rt {
-		t.Fatal("two registries share a runtime")
+	other := valid()
+	other["source"] = "spiffe://td/default/other"
+	oa, err := anypb.New(typedStruct(t, TypeURL, other))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Build("three", oa); err == nil || !strings.Contains(err.Error(), `filter "three" carries another configuration than filter "two"`) {
+		t.Fatalf("a second configuration: %v", err)
+	}
+	f, err := Builder{}.Build("check", a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := httptest.NewRecorder()
+	req := &httpfilter.Request{W: rec, R: httptest.NewRequest(http.MethodPost, "/publish/k/t", nil)}
+	if err := f.Wrap(nil).Serve(req); err != nil || rec.Code != http.StatusServiceUnavailable {
+		t.Fatalf("without a runtime: %v %d", err, rec.Code)
 	}
 }
