@@ -97,10 +97,10 @@ func (s *stream) forward(rt *route.Route, path string) {
 		if policy != nil {
 			limit = policy.BufferLimit
 		}
-		replay = newReplayBody(r.Body, limit)
+		replay = newReplayBody(s.teeRequestBody(r.Body), limit)
 		s.reqBody = replay
 	default:
-		cb := &countingBody{rc: r.Body}
+		cb := &countingBody{rc: s.teeRequestBody(r.Body)}
 		s.reqBody, out.Body = cb, cb
 	}
 	if out.Body != nil && r.ProtoMajor == 1 {
@@ -309,6 +309,9 @@ func (s *stream) copyResponse(ctx context.Context, resp *http.Response, cl *clus
 			cl.Stats.BytesReceived.Add(float64(n))
 			wn, werr := s.w.Write(buf[:n])
 			s.bytesSent += int64(wn)
+			if s.rspCapture != nil {
+				_, _ = s.rspCapture.Write(buf[:wn])
+			}
 			if werr != nil {
 				s.flags |= accesslog.DownstreamConnectionTermination
 				return

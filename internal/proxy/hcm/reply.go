@@ -104,8 +104,12 @@ func (s *stream) localReplyGRPC(code, grpcCode int, flag accesslog.Flags, reason
 	s.status = code
 	s.wroteHeader = true
 	s.w.WriteHeader(code)
-	n, _ := s.w.Write(append([]byte(detail), '\n'))
+	body := append([]byte(detail), '\n')
+	n, _ := s.w.Write(body)
 	s.bytesSent += int64(n)
+	if s.rspCapture != nil {
+		_, _ = s.rspCapture.Write(body[:n])
+	}
 }
 
 func (s *stream) serverHeader(h http.Header) {

@@ -33,6 +33,11 @@ func (c *Config) serve(w http.ResponseWriter, r *http.Request) {
 	if s.path == "" {
 		s.path = r.URL.RequestURI()
 	}
+	if t := c.Tap; t != nil {
+		if n := t.BodyLimit(c.inbound, s.method, s.authority, s.path); n > 0 {
+			s.captureBodies(n)
+		}
+	}
 	s.prepareHeaders()
 
 	path, ok := s.normalizePath()
@@ -257,6 +262,9 @@ func (s *stream) direct(rt *route.Route) {
 	s.w.WriteHeader(rt.Status)
 	n, _ := s.w.Write(rt.Body)
 	s.bytesSent += int64(n)
+	if s.rspCapture != nil {
+		_, _ = s.rspCapture.Write(rt.Body[:n])
+	}
 }
 
 func (s *stream) redirect(rt *route.Route, path string) {

@@ -11,6 +11,7 @@ import (
 	"github.com/trellis-mesh/trellis/internal/proxy/httpfilter"
 	"github.com/trellis-mesh/trellis/internal/proxy/route"
 	"github.com/trellis-mesh/trellis/internal/telemetry/accesslog"
+	"github.com/trellis-mesh/trellis/internal/telemetry/tap"
 	"github.com/trellis-mesh/trellis/internal/telemetry/trace"
 )
 
@@ -47,6 +48,9 @@ type stream struct {
 	replyHeader http.Header        // extra headers for a local reply
 	freq        httpfilter.Request // reused by the filter chain
 	span        trace.Span         // the server span; inactive without tracing
+	// reqCapture and rspCapture keep the first bytes of the bodies for
+	// a tap that asked for them (tap.go); nil otherwise.
+	reqCapture, rspCapture *tap.Capture
 }
 
 var streamPool = sync.Pool{New: func() any { return new(stream) }}

@@ -1,6 +1,8 @@
 package hcm
 
 import (
+	"io"
+	"net/http"
 	"time"
 
 	"github.com/trellis-mesh/trellis/internal/telemetry/tap"
@@ -16,6 +18,7 @@ func (s *stream) tap(t *tap.Tap, d time.Duration) {
 		Remote: s.remote, Local: s.vars.LocalAddr, Upstream: s.upstreamHost, TLS: s.r.TLS,
 		Status: s.status, GRPCStatus: -1, BytesIn: s.reqBody.count(), BytesOut: s.bytesSent,
 		Flags: s.flags, Reason: s.reason, RequestHeader: s.r.Header, ResponseHeader: s.w.Header(),
+		RequestBody: s.reqCapture, ResponseBody: s.rspCapture,
 	}
 	if s.vhost != nil {
 		r.VirtualHost = s.vhost.Name
@@ -31,3 +34,42 @@ func (s *stream) tap(t *tap.Tap, d time.Duration) {
 	}
 	t.Observe(&r)
 }
+
+// captureBodies starts keeping the first n bytes of the request and
+// response bodies for a tap that asked for them (Tap.BodyLimit, decided
+// at the request's start). The request body is teed where it is handed
+// to the upstream (teeRequestBody), the response body where it is
+// written downstream: bounded copies that never hold a byte back.
+func (s *stream) captureBodies(n int) {
+	declared := s.r.ContentLength
+	if s.r.Body == nil || s.r.Body == http.NoBody {
+		declared = 0
+	}
+	s.reqCapture, s.rspCapture = tap.NewCapture(n, declared), tap.NewCapture(n, -1)
+}
+
+// teeRequestBody returns rc, teed into the request body's capture when
+// there is one. The tee is allocated per request, never pooled: upstream
+// transports may read a body after the request ended.
+func (s *stream) teeRequestBody(rc io.ReadCloser) io.ReadCloser {
+	if s.reqCapture == nil {
+		return rc
+	}
+	return &teeBody{rc: rc, c: s.reqCapture}
+}
+
+// teeBody copies what is read from rc into a capture.
+type teeBody struct {
+	rc io.ReadCloser
+	c  *tap.Capture
+}
+
+func (b *teeBody) Read(p []byte) (int, error) {
+	n, err := b.rc.Read(p)
+	if n > 0 {
+		_, _ = b.c.Write(p[:n])
+	}
+	return n, err
+}
+
+func (b *teeBody) Close() error { return b.rc.Close() }

@@ -18,9 +18,12 @@ import (
 
 // tapServer is the bench connection manager (direct response on
 // /direct) on an inbound listener, with tp as its tap.
-func tapServer(tb testing.TB, tp *tap.Tap) *hcm.Server {
+func tapServer(tb testing.TB, tp *tap.Tap) *hcm.Server { return tapServerTo(tb, tp, "1") }
+
+// tapServerTo is tapServer forwarding other paths to 127.0.0.1:port.
+func tapServerTo(tb testing.TB, tp *tap.Tap, port string) *hcm.Server {
 	reg := metrics.New()
-	bs, err := decode.Bootstrap([]byte(strings.Replace(benchBootstrap, "PORT", "1", 1)))
+	bs, err := decode.Bootstrap([]byte(strings.Replace(benchBootstrap, "PORT", port, 1)))
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -93,9 +96,9 @@ func BenchmarkTap(b *testing.B) {
 		tp.Subscribe(tap.Subscription{ID: "a", Match: tap.Match{Method: "PUT"}})
 		run(b, tp)
 	})
-	b.Run("match", func(b *testing.B) {
+	matching := func(b *testing.B, sub tap.Subscription) {
 		tp := tap.New(0)
-		tp.Subscribe(tap.Subscription{ID: "a", MaxRPS: 1 << 30})
+		tp.Subscribe(sub)
 		done := make(chan struct{})
 		defer close(done)
 		go func() {
@@ -107,6 +110,16 @@ func BenchmarkTap(b *testing.B) {
 				}
 			}
 		}()
+		run(b, tp)
+	}
+	b.Run("match", func(b *testing.B) { matching(b, tap.Subscription{ID: "a", MaxRPS: 1 << 30}) })
+	// Body capture on: both bodies teed (the direct response's "ok").
+	b.Run("match+body", func(b *testing.B) { matching(b, tap.Subscription{ID: "a", MaxRPS: 1 << 30, Body: tap.MaxBody}) })
+	// A body subscription that the request cannot match (its method):
+	// nothing is teed.
+	b.Run("nomatch+body", func(b *testing.B) {
+		tp := tap.New(0)
+		tp.Subscribe(tap.Subscription{ID: "a", Match: tap.Match{Method: "PUT"}, Body: tap.MaxBody})
 		run(b, tp)
 	})
 }

@@ -29,6 +29,16 @@ type Event struct {
 	TLS             bool              `json:"tls"`
 	RequestHeaders  map[string]string `json:"requestHeaders,omitempty"`
 	ResponseHeaders map[string]string `json:"responseHeaders,omitempty"`
+	// RequestBody and ResponseBody are the first bytes of the bodies,
+	// present only for a subscription with Body: printable UTF-8 text as
+	// is, anything else base64 with the Encoding EncodingBase64.
+	// Truncated: the body went on past them.
+	RequestBody           *string `json:"requestBody,omitempty"`
+	RequestBodyEncoding   string  `json:"requestBodyEncoding,omitempty"`
+	RequestBodyTruncated  bool    `json:"requestBodyTruncated,omitempty"`
+	ResponseBody          *string `json:"responseBody,omitempty"`
+	ResponseBodyEncoding  string  `json:"responseBodyEncoding,omitempty"`
+	ResponseBodyTruncated bool    `json:"responseBodyTruncated,omitempty"`
 }
 
 // Source is the calling side of an Event.
@@ -81,6 +91,9 @@ type Subscription struct {
 	MaxRPS int `json:"maxRps"`
 	// Headers captures request and response headers.
 	Headers bool `json:"headers,omitempty"`
+	// Body captures the first Body bytes (1..MaxBody) of request and
+	// response bodies; 0 captures none.
+	Body int `json:"body,omitempty"`
 	// Redact are header names whose values are replaced by "REDACTED",
 	// besides DefaultRedact.
 	Redact []string `json:"redact,omitempty"`

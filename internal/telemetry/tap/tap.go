@@ -53,14 +53,38 @@ type Request struct {
 	// RequestHeader and ResponseHeader are read only with a
 	// subscription that captures headers.
 	RequestHeader, ResponseHeader http.Header
+	// RequestBody and ResponseBody hold the first bytes of the bodies
+	// when BodyLimit asked for them at the request's start (nil: not
+	// captured).
+	RequestBody, ResponseBody *Capture
 }
 
 // Tap is a proxy's set of tap subscriptions. The zero value is not
 // usable; create one with New. Methods are safe for concurrent use.
 type Tap struct {
-	subs  atomic.Pointer[[]*sub] // nil while there is none
+	subs  atomic.Pointer[subSet] // nil while there is none
 	mu    sync.Mutex             // serializes changes of subs
 	queue chan *FromProxy
+}
+
+// subSet is an immutable list of the open subscriptions.
+type subSet struct {
+	all  []*sub
+	body []*sub // those that capture bodies
+}
+
+// newSubSet returns the set of list, or nil for an empty list.
+func newSubSet(list []*sub) *subSet {
+	if len(list) == 0 {
+		return nil
+	}
+	set := &subSet{all: list}
+	for _, s := range list {
+		if s.Body > 0 {
+			set.body = append(set.body, s)
+		}
+	}
+	return set
 }
 
 // sub is one subscription with its rate limiter and drop counter.
@@ -95,6 +119,7 @@ func (t *Tap) Subscribe(s Subscription) {
 	if s.MaxRPS <= 0 {
 		s.MaxRPS = DefaultMaxRPS
 	}
+	s.Body = min(max(s.Body, 0), MaxBody)
 	n := &sub{Subscription: s, method: strings.ToUpper(s.Match.Method), redact: map[string]bool{},
 		tokens: float64(s.MaxRPS), last: time.Now()}
 	for _, svc := range s.Match.Services {
@@ -110,10 +135,9 @@ func (t *Tap) Subscribe(s Subscription) {
 	defer t.mu.Unlock()
 	var next []*sub
 	if cur := t.subs.Load(); cur != nil {
-		next = slices.DeleteFunc(slices.Clone(*cur), func(o *sub) bool { return o.ID == s.ID })
+		next = slices.DeleteFunc(slices.Clone(cur.all), func(o *sub) bool { return o.ID == s.ID })
 	}
-	next = append(next, n)
-	t.subs.Store(&next)
+	t.subs.Store(newSubSet(append(next, n)))
 }
 
 // Cancel ends the subscription id (a no-op for an unknown id).
@@ -124,12 +148,7 @@ func (t *Tap) Cancel(id string) {
 	if cur == nil {
 		return
 	}
-	next := slices.DeleteFunc(slices.Clone(*cur), func(o *sub) bool { return o.ID == id })
-	if len(next) == 0 {
-		t.subs.Store(nil)
-		return
-	}
-	t.subs.Store(&next)
+	t.subs.Store(newSubSet(slices.DeleteFunc(slices.Clone(cur.all), func(o *sub) bool { return o.ID == id })))
 }
 
 // CancelAll ends every subscription (the stream to the control plane
@@ -153,8 +172,8 @@ func (t *Tap) Subscriptions() []string {
 	if cur == nil {
 		return nil
 	}
-	ids := make([]string, len(*cur))
-	for i, s := range *cur {
+	ids := make([]string, len(cur.all))
+	for i, s := range cur.all {
 		ids[i] = s.ID
 	}
 	return ids
@@ -171,7 +190,7 @@ func (t *Tap) Observe(r *Request) {
 	if cur == nil {
 		return
 	}
-	for _, s := range *cur {
+	for _, s := range cur.all {
 		if !s.matches(r) {
 			continue
 		}
@@ -195,7 +214,7 @@ func (t *Tap) TakeDropped() map[string]int64 {
 		return nil
 	}
 	var out map[string]int64
-	for _, s := range *cur {
+	for _, s := range cur.all {
 		if n := s.dropped.Swap(0); n > 0 {
 			if out == nil {
 				out = map[string]int64{}
@@ -208,29 +227,13 @@ func (t *Tap) TakeDropped() map[string]int64 {
 
 func (s *sub) matches(r *Request) bool {
 	m := &s.Match
-	switch m.Direction {
-	case Inbound:
-		if !r.Inbound {
-			return false
-		}
-	case Outbound:
-		if r.Inbound {
-			return false
-		}
+	if !s.mayMatch(r.Inbound, r.Method, r.Authority, r.Path) {
+		return false
 	}
 	if r.Inbound && len(m.Clusters) > 0 && !slices.Contains(m.Clusters, r.Cluster) {
 		return false
 	}
 	if !r.Inbound && len(s.services) > 0 && !s.callsService(r) {
-		return false
-	}
-	if m.PathPrefix != "" && !strings.HasPrefix(r.Path, m.PathPrefix) {
-		return false
-	}
-	if s.method != "" && !strings.EqualFold(r.Method, s.method) {
-		return false
-	}
-	if m.Authority != "" && !strings.EqualFold(r.Authority, m.Authority) {
 		return false
 	}
 	return true
@@ -290,6 +293,9 @@ func (t *Tap) event(s *sub, r *Request) *Event {
 	if s.Headers {
 		e.RequestHeaders = s.capture(r.RequestHeader)
 		e.ResponseHeaders = s.capture(r.ResponseHeader)
+	}
+	if s.Body > 0 {
+		s.bodies(e, r)
 	}
 	return e
 }
