@@ -53,8 +53,8 @@ type Options struct {
 	Resolution time.Duration
 	// Retention is the longest window kept (default 15 min).
 	Retention time.Duration
-	// MaxSeries caps the series kept (default 4096); the numbers of a new
-	// series beyond it are dropped and counted (Collector).
+	// MaxSeries caps the series kept, topics included (default 4096); the
+	// numbers of a new series beyond it are dropped and counted (Collector).
 	MaxSeries int
 	// StaleAfter is how long a proxy's gauges (open connections) count
 	// after its last push (default 30 s).
@@ -74,6 +74,7 @@ type Aggregator struct {
 
 	mu      sync.Mutex
 	series  map[seriesKey]*series
+	topics  map[topicKey]*topicSeries // topics.go
 	dropped uint64
 	swept   int64 // interval of the last sweep
 	pushes  uint64
@@ -143,6 +144,9 @@ type nodeState struct {
 	free   []*delta
 	// scratch is one histogram's increase (extractor.histogram).
 	scratch [nLat]float64
+	// topics is the messaging scratch space (topics.go); nil until the
+	// proxy pushes a messaging metric.
+	topics *topicNode
 }
 
 // sampleKey identifies one pushed sample: a family and up to two label
@@ -174,7 +178,7 @@ func New(o Options) (*Aggregator, error) {
 	}
 	a := &Aggregator{
 		o: o, started: o.Now(), n: int64(o.Retention / o.Resolution),
-		nodes: map[string]*nodeState{}, series: map[seriesKey]*series{},
+		nodes: map[string]*nodeState{}, series: map[seriesKey]*series{}, topics: map[topicKey]*topicSeries{},
 	}
 	return a, nil
 }
@@ -228,6 +232,7 @@ func (a *Aggregator) Ingest(nodeID string, fams []*dto.MetricFamily) error {
 	for _, f := range fams {
 		ex.family(f)
 	}
+	ex.topicsLater()
 	a.feed(nodeID, ns, now)
 	if !known {
 		return ErrUnknownProxy
@@ -272,6 +277,7 @@ func (a *Aggregator) feed(nodeID string, ns *nodeState, now time.Time) {
 		}
 	}
 	clear(ns.mtls)
+	a.feedTopicsLocked(nodeID, ns.topics, idx, now)
 }
 
 // seriesLocked returns the series of k, creating it unless onlyExisting
@@ -283,7 +289,7 @@ func (a *Aggregator) seriesLocked(k seriesKey, idx int64, onlyExisting bool) *se
 	if onlyExisting {
 		return nil
 	}
-	if len(a.series) >= a.o.MaxSeries {
+	if len(a.series)+len(a.topics) >= a.o.MaxSeries {
 		a.dropped++
 		return nil
 	}
@@ -306,6 +312,7 @@ func (a *Aggregator) sweepLocked(now time.Time) {
 			delete(a.series, k)
 		}
 	}
+	a.sweepTopicsLocked(now, oldest)
 	a.nodeMu.Lock()
 	for id, ns := range a.nodes {
 		if ns.mu.TryLock() {
@@ -326,6 +333,7 @@ func (a *Aggregator) Forget(nodeID string) {
 	for _, s := range a.series {
 		delete(s.active, nodeID)
 	}
+	a.forgetTopicsLocked(nodeID)
 }
 
 func (d *delta) add(o *delta) {

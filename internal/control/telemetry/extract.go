@@ -42,6 +42,7 @@ func (e *extractor) family(f *dto.MetricFamily) {
 	case famUpRequests, famUpDuration, famUpCx, famUpCxActive, famUpBytes, famUpMTLS,
 		famDsRequests, famDsDuration, famDsGRPC, famLnCx, famLnCxActive, famTCPBytes, famRtRequests, famRtDuration:
 	default:
+		e.topicFamily(f) // topics.go
 		return
 	}
 	for _, m := range f.GetMetric() {
