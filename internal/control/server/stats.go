@@ -11,6 +11,7 @@ import (
 // The golden-metrics endpoints (token required):
 //
 //	GET /api/v1/stats?kind=service|route|dataplane&name=&from=&mesh=&window=1m   telemetry.Result
+//	GET /api/v1/stats?kind=topic&name=TOPIC&from=BROKER&mesh=&window=1m           telemetry.TopicResult
 //	GET /api/v1/edges?mesh=&window=1m                                              telemetry.EdgeResult
 //	GET /api/v1/stats/series?kind=service|route|dataplane&name=&from=&mesh=&window=5m&step=10s
 //	                                                                               telemetry.SeriesResult
@@ -21,8 +22,11 @@ import (
 // aggregator's resolution and at most its retention (a series' window
 // defaults to 5m, a stat's to 1m); step, the width of one point of a
 // series, likewise (default: the resolution). A bad parameter is a 400
-// naming it. The dashboard (internal/ui) draws its charts from series and
-// its certificate column from proxies.
+// naming it. With kind=topic the rows are messaging metrics per broker
+// and topic (telemetry.TopicRow): name is a topic or NATS subject and from
+// a broker (a Broker's name, or a Service port namespace/name:port). The
+// dashboard (internal/ui) draws its charts from series and its
+// certificate column from proxies.
 
 // Stats answers the golden-metrics endpoints; *telemetry.Aggregator
 // implements it.
@@ -30,6 +34,7 @@ type Stats interface {
 	Stats(q telemetry.Query) (telemetry.Result, error)
 	Edges(mesh string, window time.Duration) (telemetry.EdgeResult, error)
 	Series(q telemetry.SeriesQuery) (telemetry.SeriesResult, error)
+	Topics(q telemetry.TopicQuery) (telemetry.TopicResult, error)
 	Proxies() []telemetry.ProxyState
 }
 
@@ -99,11 +104,15 @@ func (a *api) proxies(w http.ResponseWriter, _ *http.Request) {
 
 func (a *api) stats(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
+	if q.Get("kind") == telemetry.KindTopicName {
+		a.topics(w, r)
+		return
+	}
 	var tq telemetry.Query
 	var err error
 	if k := q.Get("kind"); k != "" {
 		if tq.Kind, err = telemetry.ParseKind(k); err != nil {
-			writeError(w, http.StatusBadRequest, err)
+			writeError(w, http.StatusBadRequest, fmt.Errorf("kind: must be one of service, route, dataplane, topic (got %q)", k))
 			return
 		}
 	}
@@ -113,6 +122,22 @@ func (a *api) stats(w http.ResponseWriter, r *http.Request) {
 	}
 	tq.Mesh, tq.Name, tq.From = q.Get("mesh"), q.Get("name"), q.Get("from")
 	res, err := a.o.Stats.Stats(tq)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, res)
+}
+
+// topics answers GET /api/v1/stats?kind=topic.
+func (a *api) topics(w http.ResponseWriter, r *http.Request) {
+	win, err := window(r)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err)
+		return
+	}
+	q := r.URL.Query()
+	res, err := a.o.Stats.Topics(telemetry.TopicQuery{Mesh: q.Get("mesh"), Name: q.Get("name"), Broker: q.Get("from"), Window: win})
 	if err != nil {
 		writeError(w, http.StatusBadRequest, err)
 		return
