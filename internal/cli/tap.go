@@ -38,9 +38,12 @@ func newTapCmd() *cobra.Command {
 			"events a second reach you; the proxies drop the rest and say how many.\n" +
 			"--headers adds request and response headers, with authorization, cookies,\n" +
 			"API keys and the Mesh's spec.tap.redactHeaders shown as REDACTED.\n" +
+			"--body N adds the first N bytes (1..4096) of request and response bodies,\n" +
+			"shown as sent: bodies are not redacted. Text is quoted, other bytes base64.\n" +
 			"Ctrl-C ends the tap. See docs/tap.md.",
 		Example: "  trellis tap reviews\n  trellis tap service/default/reviews --path /api --method GET\n" +
-			"  trellis tap dataplane/frontend-1 --max-rps 10 --headers\n  trellis tap reviews -o json",
+			"  trellis tap dataplane/frontend-1 --max-rps 10 --headers\n  trellis tap reviews --path /api --body 256\n" +
+			"  trellis tap reviews -o json",
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := checkOutput(o.output, "text", "json"); err != nil {
@@ -48,6 +51,9 @@ func newTapCmd() *cobra.Command {
 			}
 			if o.q.MaxRPS < 0 || o.q.MaxRPS > 1000 {
 				return fmt.Errorf("--max-rps %d: want 1..1000", o.q.MaxRPS)
+			}
+			if o.q.Body < 0 || o.q.Body > tap.MaxBody {
+				return fmt.Errorf("--body %d: want 0 (off) or 1..%d bytes", o.q.Body, tap.MaxBody)
 			}
 			if o.count < 0 {
 				return fmt.Errorf("--count %d: want 0 (no limit) or more", o.count)
@@ -85,6 +91,7 @@ func newTapCmd() *cobra.Command {
 	f.StringVar(&o.q.Authority, "authority", "", "only requests with this :authority (Host)")
 	f.IntVar(&o.q.MaxRPS, "max-rps", 0, "at most this many events a second, 1..1000 (default 100)")
 	f.BoolVar(&o.q.Headers, "headers", false, "show request and response headers (sensitive ones redacted)")
+	f.IntVar(&o.q.Body, "body", 0, "show the first N bytes (1..4096) of request and response bodies, not redacted (0: off)")
 	f.IntVar(&o.count, "count", 0, "stop after this many events (0: until Ctrl-C)")
 	f.StringVarP(&o.output, "output", "o", "text", "output format: text or json (NDJSON, one object a line)")
 	return cmd
@@ -157,6 +164,8 @@ func renderTapEvent(id int, e *tap.Event, headers bool) string {
 	if headers {
 		writeTapHeaders(&b, "  < ", e.ResponseHeaders)
 	}
+	writeTapBody(&b, "  > ", e.RequestBody, e.RequestBodyEncoding, e.RequestBodyTruncated)
+	writeTapBody(&b, "  < ", e.ResponseBody, e.ResponseBodyEncoding, e.ResponseBodyTruncated)
 	return b.String()
 }
 
@@ -164,4 +173,22 @@ func writeTapHeaders(b *strings.Builder, prefix string, h map[string]string) {
 	for _, k := range slices.Sorted(maps.Keys(h)) {
 		fmt.Fprintf(b, "%s%s: %s\n", prefix, k, h[k])
 	}
+}
+
+// writeTapBody writes a captured body on one line: text quoted (so
+// control characters cannot reach the terminal), other bytes as base64.
+// A body that was not captured (nil) writes nothing.
+func writeTapBody(b *strings.Builder, prefix string, body *string, encoding string, truncated bool) {
+	if body == nil {
+		return
+	}
+	if encoding == "" {
+		fmt.Fprintf(b, "%sbody: %s", prefix, strconv.Quote(*body))
+	} else {
+		fmt.Fprintf(b, "%sbody (%s): %s", prefix, encoding, *body)
+	}
+	if truncated {
+		b.WriteString(" (truncated)")
+	}
+	b.WriteByte('\n')
 }

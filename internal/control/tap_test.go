@@ -189,6 +189,7 @@ spec: {selector: {app: api}, ports: [{port: 80, protocol: http}]}
 		return !web.Tap().Active() && !api.Tap().Active(), fmt.Sprint(web.Tap().Subscriptions(), api.Tap().Subscriptions())
 	})
 
+	t.Run("bodies", func(t *testing.T) { tapBodies(t, m, web, api, ports[0]) })
 	t.Run("cli", func(t *testing.T) { tapCLI(t, m, ports[0]) })
 	t.Run("rate cap", func(t *testing.T) { tapRateCap(t, m, api, ports[0]) })
 	t.Run("errors", func(t *testing.T) { tapErrors(t, m) })
@@ -233,6 +234,53 @@ func tapRateCap(t *testing.T, m *gmMesh, api *proxy.Proxy, port int) {
 	t.Logf("%d of %d requests tapped in %v; %s", events, sent, elapsed, l.Message)
 }
 
+// tapBodies taps api with body=16 while web POSTs to it through both
+// proxies: the inbound and the outbound event carry the first 16 bytes of
+// the request body and of the echo's response, marked truncated, and the
+// proxies capture nothing once the tap ends.
+func tapBodies(t *testing.T, m *gmMesh, web, api *proxy.Proxy, port int) {
+	lines, stop := m.openTap(url.Values{"target": {"api"}, "body": {"16"}, "method": {"POST"}})
+	next(t, lines, "the opening notice", func(l tapLine) bool { return l.Type == "notice" })
+	pollUntil(t, "subscriptions on both proxies", func() (bool, string) {
+		return web.Tap().Active() && api.Tap().Active(), fmt.Sprint(web.Tap().Subscriptions(), api.Tap().Subscriptions())
+	})
+	const sent = "hello from web, tapped with its body"
+	resp, err := http.Post(fmt.Sprintf("http://127.0.0.1:%d/bodies", port), "text/plain", strings.NewReader(sent))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || !strings.HasPrefix(string(got), `{"name":"api-1"`) {
+		t.Fatalf("POST /bodies: %d %s", resp.StatusCode, got)
+	}
+	seen := map[string]bool{}
+	for len(seen) < 2 {
+		l := next(t, lines, "an inbound and an outbound event with bodies", func(l tapLine) bool { return l.Type == "event" })
+		t.Logf("%s: requestBody %q (truncated %t) responseBody %q (truncated %t)", l.Direction,
+			deref(l.RequestBody), l.RequestBodyTruncated, deref(l.ResponseBody), l.ResponseBodyTruncated)
+		if l.RequestBody == nil || *l.RequestBody != sent[:16] || !l.RequestBodyTruncated || l.RequestBodyEncoding != "" ||
+			l.ResponseBody == nil || *l.ResponseBody != string(got[:16]) || !l.ResponseBodyTruncated || l.ResponseBodyEncoding != "" {
+			t.Errorf("%s event %+v", l.Direction, l.Event)
+		}
+		seen[l.Direction] = true
+	}
+	stop()
+	pollUntil(t, "the subscriptions to end", func() (bool, string) {
+		return !web.Tap().Active() && !api.Tap().Active(), fmt.Sprint(web.Tap().Subscriptions(), api.Tap().Subscriptions())
+	})
+	if n := api.Tap().BodyLimit(true, "POST", "api", "/bodies"); n != 0 {
+		t.Errorf("api-1 still captures %d bytes of bodies after the tap ended", n)
+	}
+}
+
+func deref(s *string) string {
+	if s == nil {
+		return "<none>"
+	}
+	return *s
+}
+
 func tapErrors(t *testing.T, m *gmMesh) {
 	for _, tc := range []struct {
 		query, token string
@@ -246,6 +294,8 @@ func tapErrors(t *testing.T, m *gmMesh) {
 		{"target=api&maxRps=0", gmToken, 400, "maxRps"},
 		{"target=api&maxRps=1001", gmToken, 400, "maxRps"},
 		{"target=api&headers=maybe", gmToken, 400, "headers"},
+		{"target=api&body=4097", gmToken, 400, "body"},
+		{"target=api&body=-1", gmToken, 400, "body"},
 		{"target=api&path=nope", gmToken, 400, "path"},
 		{"target=api", "wrong", 401, "token"},
 	} {
@@ -272,6 +322,8 @@ func tapCLI(t *testing.T, m *gmMesh, port int) {
 	}{
 		{[]string{"tap", "api", "--count", "2", "--method", "GET"},
 			regexp.MustCompile(`^req id=1 dp=default/\S+ (inbound|outbound) src=\S+ dst=default/api\S* tls=false :method=GET :authority=127\.0\.0\.1:\d+ :path=/cli\nrsp id=1 :status=200 latency=\d+\.\d{3}ms bytesIn=0 bytesOut=\d+ flags=-\nreq id=2 .*\nrsp id=2 .*\n$`)},
+		{[]string{"tap", "dataplane/default/api-1", "--count", "1", "--body", "8"},
+			regexp.MustCompile(`^req id=1 .*\nrsp id=1 :status=200 .*\n  > body: ""\n  < body: "\{\\"name\\":" \(truncated\)\n$`)},
 		{[]string{"tap", "dataplane/default/api-1", "--count", "1", "-o", "json"},
 			regexp.MustCompile(`^\{"type":"notice","message":"tapping dataplane default/api-1: 1 proxy"\}\n\{"type":"event",.*"dataplane":"default/api-1","direction":"inbound",.*\}\n$`)},
 	} {

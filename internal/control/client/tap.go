@@ -24,6 +24,9 @@ type TapQuery struct {
 	MaxRPS int
 	// Headers captures request and response headers (redacted).
 	Headers bool
+	// Body captures the first Body bytes (1..4096) of request and
+	// response bodies; 0 captures none.
+	Body int
 }
 
 // maxTapLine bounds one line of the stream (an event with headers).
@@ -45,6 +48,9 @@ func (c *Client) Tap(ctx context.Context, q TapQuery, line func([]byte) error) e
 	}
 	if q.Headers {
 		v.Set("headers", "true")
+	}
+	if q.Body != 0 {
+		v.Set("body", strconv.Itoa(q.Body))
 	}
 	u := *c.base
 	u.Path = strings.TrimSuffix(u.Path, "/") + "/api/v1/tap"

@@ -14,13 +14,14 @@ import (
 // The tap endpoint (token required; docs/tap.md is the contract):
 //
 //	GET /api/v1/tap?target=service/NS/NAME|service/NAME|NAME|dataplane/NS/NAME|dataplane/NAME
-//	               &path=PREFIX&method=M&authority=A&maxRps=N&headers=true
+//	               &path=PREFIX&method=M&authority=A&maxRps=N&headers=true&body=N
 //
 // answers application/x-ndjson, one JSON object a line, flushed per line,
 // until the client leaves: {"type":"event",...} and
 // {"type":"notice","message":"..."}. A bad parameter is a 400 naming it,
-// an unknown target a 404. headers=true captures headers (redacted):
-// every API token is the admin token today, so any caller may.
+// an unknown target a 404. headers=true captures headers (redacted),
+// body=N the first N bytes (1..4096) of bodies (not redacted): every API
+// token is the admin token today, so any caller may.
 
 // Tapper serves taps; *tap.Hub implements it.
 type Tapper interface {
@@ -55,6 +56,11 @@ func tapRequest(r *http.Request) (tap.Request, error) {
 	if s := q.Get("headers"); s != "" {
 		if req.Headers, err = strconv.ParseBool(s); err != nil {
 			return tap.Request{}, fmt.Errorf("%w: headers: %q: want true or false", tap.ErrInvalid, s)
+		}
+	}
+	if s := q.Get("body"); s != "" {
+		if req.Body, err = strconv.Atoi(s); err != nil || req.Body < 0 || req.Body > tap.MaxBody {
+			return tap.Request{}, fmt.Errorf("%w: body: %q: want 0 (off) or a number of bytes 1..%d", tap.ErrInvalid, s, tap.MaxBody)
 		}
 	}
 	return req, req.Validate()

@@ -242,7 +242,7 @@ func (h *Hub) plan(s *session, node string) []tap.Subscription {
 		return nil
 	}
 	r := &s.req
-	base := tap.Subscription{MaxRPS: r.MaxRPS, Headers: r.Headers, Redact: p.Redact,
+	base := tap.Subscription{MaxRPS: r.MaxRPS, Headers: r.Headers, Body: r.Body, Redact: p.Redact,
 		Match: tap.Match{PathPrefix: r.PathPrefix, Method: r.Method, Authority: r.Authority}}
 	key := r.Target.Namespace + "/" + r.Target.Name
 	if r.Target.Kind == KindDataplane {

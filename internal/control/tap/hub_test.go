@@ -56,6 +56,8 @@ func TestRequestValidate(t *testing.T) {
 		{Request{MaxRPS: -1}, "maxRps: -1"},
 		{Request{PathPrefix: "api"}, `path: "api": must start with /`},
 		{Request{Method: "GET /"}, "method:"},
+		{Request{Body: -1}, "body: -1: must be 0 (off) or 1..4096 bytes"},
+		{Request{Body: MaxBody + 1}, "body: 4097"},
 	} {
 		if err := tc.r.Validate(); err == nil || !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), tc.err) {
 			t.Errorf("%+v: %v; want %q", tc.r, err, tc.err)
@@ -298,5 +300,28 @@ func TestHubStopAndNotFound(t *testing.T) {
 	}
 	if err := stop(); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestHubBody opens a tap asking for bodies: the proxy's subscription
+// carries the limit over the real stream, so the event has the first
+// bytes of the body the proxy captured.
+func TestHubBody(t *testing.T) {
+	h, conn := hubServer(t)
+	api, _ := runProxy(t, conn, "default/api-1")
+	waitFor(t, "api-1's stream", func() bool { return len(h.Proxies()) == 1 })
+	lines, _ := openSession(t, h, Request{Target: Target{KindDataplane, "default", "api-1"}, Body: 4})
+	nextLine(t, lines) // the opening notice
+	waitFor(t, "api-1's subscription", api.Active)
+	if n := api.BodyLimit(true, "GET", "api", "/x"); n != 4 {
+		t.Fatalf("the proxy captures %d bytes of bodies, want 4", n)
+	}
+	r := req(true, "inbound:9081", "inbound")
+	r.RequestBody, r.ResponseBody = tap.NewCapture(4, -1), tap.NewCapture(4, -1)
+	_, _ = r.RequestBody.Write([]byte("hello"))
+	api.Observe(r)
+	e := nextLine(t, lines).Event
+	if e == nil || e.RequestBody == nil || *e.RequestBody != "hell" || !e.RequestBodyTruncated || e.ResponseBody == nil || *e.ResponseBody != "" {
+		t.Fatalf("event %+v", e)
 	}
 }

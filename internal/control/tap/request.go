@@ -77,7 +77,14 @@ type Request struct {
 	// Capture is for administrators: every API token is the admin token
 	// today.
 	Headers bool
+	// Body captures the first Body bytes (1..MaxBody) of request and
+	// response bodies, shown as sent (not redacted); 0 captures none.
+	// Like Headers, for administrators.
+	Body int
 }
+
+// MaxBody is the most bytes of each body a tap may capture.
+const MaxBody = tap.MaxBody
 
 // Validate checks r and applies the defaults.
 func (r *Request) Validate() error {
@@ -86,6 +93,9 @@ func (r *Request) Validate() error {
 	}
 	if r.MaxRPS < 1 || r.MaxRPS > MaxMaxRPS {
 		return fmt.Errorf("%w: maxRps: %d: must be 1..%d", ErrInvalid, r.MaxRPS, MaxMaxRPS)
+	}
+	if r.Body < 0 || r.Body > MaxBody {
+		return fmt.Errorf("%w: body: %d: must be 0 (off) or 1..%d bytes", ErrInvalid, r.Body, MaxBody)
 	}
 	if r.PathPrefix != "" && !strings.HasPrefix(r.PathPrefix, "/") {
 		return fmt.Errorf("%w: path: %q: must start with /", ErrInvalid, r.PathPrefix)
