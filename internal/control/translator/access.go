@@ -158,16 +158,8 @@ func (a *access) rbacPolicy(sec *security, p *v1alpha1.AccessPolicy, r *v1alpha1
 	for _, f := range r.From {
 		switch {
 		case f.Service != "":
-			m := cmpOr(f.Mesh, mesh)
-			td := sec.trustDomains[m]
-			if td == "" {
-				td = v1alpha1.TrustDomainOf(m, nil)
-			}
-			if m != mesh {
-				a.foreign[m] = true
-			}
 			pol.Principals = append(pol.Principals, authenticated(&matcherv3.StringMatcher{
-				MatchPattern: &matcherv3.StringMatcher_Exact{Exact: "spiffe://" + td + "/" + m + "/" + f.Service},
+				MatchPattern: &matcherv3.StringMatcher_Exact{Exact: a.sourceID(sec, mesh, &f)},
 			}))
 		case f.AnyAuthenticated:
 			pol.Principals = append(pol.Principals, authenticated(nil))

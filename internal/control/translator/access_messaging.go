@@ -168,6 +168,20 @@ func filterScope(o *v1alpha1.AccessOperation, sp int32, proto v1alpha1.Protocol,
 	return []string{"publish", "subscribe"}, []string{">"}, true
 }
 
+// sourceID is the SPIFFE ID of the service source f of a policy of mesh,
+// noting a source of another mesh (its trust bundle is then needed).
+func (a *access) sourceID(sec *security, mesh string, f *v1alpha1.AccessSource) string {
+	m := cmpOr(f.Mesh, mesh)
+	td := sec.trustDomains[m]
+	if td == "" {
+		td = v1alpha1.TrustDomainOf(m, nil)
+	}
+	if m != mesh {
+		a.foreign[m] = true
+	}
+	return "spiffe://" + td + "/" + m + "/" + f.Service
+}
+
 // principalNames are the sources of r (of policy p) as the protocol
 // filters name them: a SPIFFE ID, "spiffe://*" for any authenticated
 // peer, "*" (Kafka) or "any" (NATS) for everyone, CIDRs.
@@ -177,15 +191,7 @@ func (a *access) principalNames(sec *security, p *v1alpha1.AccessPolicy, r *v1al
 	for _, f := range r.From {
 		switch {
 		case f.Service != "":
-			m := cmpOr(f.Mesh, mesh)
-			td := sec.trustDomains[m]
-			if td == "" {
-				td = v1alpha1.TrustDomainOf(m, nil)
-			}
-			if m != mesh {
-				a.foreign[m] = true
-			}
-			out = append(out, "spiffe://"+td+"/"+m+"/"+f.Service)
+			out = append(out, a.sourceID(sec, mesh, &f))
 		case f.AnyAuthenticated:
 			out = append(out, "spiffe://*")
 		case f.Any:
