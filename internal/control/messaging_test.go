@@ -1,10 +1,12 @@
 package control_test
 
 import (
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -12,6 +14,8 @@ import (
 
 	"github.com/nats-io/nats-server/v2/server"
 	natsgo "github.com/nats-io/nats.go"
+
+	"github.com/trellis-mesh/trellis/internal/control/telemetry"
 )
 
 // TestMeshNATS runs a NATS Service through the mesh: a real nats-server
@@ -22,6 +26,8 @@ import (
 // count it by subject: the caller's under
 // "outbound:default/events:4222", the broker's under
 // "inbound:default/events:4222", deliveries under the subscribed pattern.
+// The control plane's topic kind (`trellis stat topic`) counts each
+// message once, from the caller's side.
 func TestMeshNATS(t *testing.T) {
 	m := startGMControl(t)
 	ns, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: server.RANDOM_PORT, NoLog: true, NoSigs: true})
@@ -67,6 +73,10 @@ spec:
 			t.Fatal(err)
 		}
 	}
+	// The first push of a proxy running before the control plane (these
+	// share the test's process) is a baseline: let both push twice.
+	base := m.pushes()
+	pollUntil(t, "pushes", func() (bool, string) { n := m.pushes(); return n >= base+4, strconv.Itoa(n) })
 
 	url := fmt.Sprintf("nats://127.0.0.1:%d", ports[1])
 	sub, err := natsgo.Connect(url, natsgo.Name("subscriber"))
@@ -114,6 +124,33 @@ spec:
 	}
 	if got.Load() != n {
 		t.Errorf("delivered %d messages after the counts were read, want %d", got.Load(), n)
+	}
+
+	topics := func() map[string]telemetry.TopicRow {
+		var res telemetry.TopicResult
+		if err := json.Unmarshal([]byte(m.trellis("stat", "topic", "--from", "events:4222", "--window", "30s", "-o", "json")), &res); err != nil {
+			t.Fatal(err)
+		}
+		rows := map[string]telemetry.TopicRow{}
+		for _, r := range res.Rows {
+			rows[r.Broker+" "+r.Topic] = r
+		}
+		return rows
+	}
+	pollUntil(t, "trellis stat topic to count every message", func() (bool, string) {
+		rows := topics()
+		pub, del := rows["default/events:4222 events.created"], rows["default/events:4222 events.*"]
+		return pub.Counts.Produced >= n && del.Counts.Consumed >= n, fmt.Sprintf("%+v", rows)
+	})
+	rows := topics()
+	if r := rows["default/events:4222 events.created"]; r.Via != "nats" || r.Counts != (telemetry.TopicCounts{Produced: n}) || r.PerSecond.Produced <= 0 {
+		t.Errorf("events.created: %+v, want %d produced (once: the caller's side) via nats, at a rate", r, n)
+	}
+	if r := rows["default/events:4222 events.*"]; r.Counts != (telemetry.TopicCounts{Consumed: n}) {
+		t.Errorf("events.*: %+v, want %d consumed", r, n)
+	}
+	if out := m.trellis("stat", "topic", "events.created"); !strings.Contains(out, "default/events:4222   events.created") {
+		t.Errorf("trellis stat topic events.created:\n%s", out)
 	}
 }
 
