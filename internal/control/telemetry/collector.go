@@ -27,7 +27,7 @@ var (
 	descBytes = prometheus.NewDesc("trellis_mesh_bytes_total",
 		"Bytes exchanged, by direction seen from the reporting proxy (sent: toward the destination).", append(seriesLabels, "direction"), nil)
 	descSeries = prometheus.NewDesc("trellis_mesh_telemetry_series",
-		"Golden-metric series held by the control plane.", nil, nil)
+		"Golden-metric and topic series held by the control plane (together capped).", nil, nil)
 	descDropped = prometheus.NewDesc("trellis_mesh_telemetry_series_dropped_total",
 		"Increases dropped because the series cap was reached.", nil, nil)
 	descPushes = prometheus.NewDesc("trellis_mesh_telemetry_pushes_total",
@@ -61,10 +61,10 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		}
 		snaps = append(snaps, sn)
 	}
-	dropped, pushes := a.dropped, a.pushes
+	dropped, pushes, topics := a.dropped, a.pushes, len(a.topics)
 	a.mu.Unlock()
 
-	ch <- prometheus.MustNewConstMetric(descSeries, prometheus.GaugeValue, float64(len(snaps)))
+	ch <- prometheus.MustNewConstMetric(descSeries, prometheus.GaugeValue, float64(len(snaps)+topics))
 	ch <- prometheus.MustNewConstMetric(descDropped, prometheus.CounterValue, float64(dropped))
 	ch <- prometheus.MustNewConstMetric(descPushes, prometheus.CounterValue, float64(pushes))
 	for _, s := range snaps {

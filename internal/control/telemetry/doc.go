@@ -7,6 +7,11 @@
 // side), per route, per dataplane and per edge (source service →
 // destination service, client side).
 //
+// Beside them, per mesh, broker and topic, it keeps the messaging
+// numbers of the HTTP bridge and the Kafka and NATS filters (topics.go:
+// rates of published, delivered, retried, dead-lettered, denied,
+// produced and consumed, and the latest lag), answered by Topics.
+//
 // Data flow:
 //
 //	proxy ──StreamMetrics (MetricFamily protos every N s)──► Service
