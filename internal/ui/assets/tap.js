@@ -6,6 +6,9 @@ import { get, lines, APIError } from './api.js';
 import { h, ms, split } from './dom.js';
 
 const MAX_ROWS = 200;
+// BODY_BYTES is how much of each body the "Bodies" toggle asks for
+// (body=N; docs/tap.md, "Body capture").
+const BODY_BYTES = 256;
 
 function targets(svcs, dps) {
   const opt = (value, label) => h('option', { value }, label);
@@ -31,6 +34,24 @@ function eventRow(e) {
     h('td', { class: 'muted' }, flags || '–'));
 }
 
+// bodyText renders a captured body: text as is (it only ever reaches a
+// text node), other bytes base64; undefined when it was not captured.
+function bodyText(body, encoding, truncated) {
+  if (body === undefined) return undefined;
+  const text = encoding ? `(${encoding}) ${body}` : body === '' ? '(empty)' : body;
+  return text + (truncated ? ' …(truncated)' : '');
+}
+
+// bodyRow shows an event's captured bodies under its row, or is null.
+function bodyRow(e) {
+  const req = bodyText(e.requestBody, e.requestBodyEncoding, e.requestBodyTruncated);
+  const rsp = bodyText(e.responseBody, e.responseBodyEncoding, e.responseBodyTruncated);
+  if (req === undefined && rsp === undefined) return null;
+  return h('tr', { class: 'tap-body' }, h('td', { colspan: 8 },
+    req !== undefined ? h('div', { 'data-body': 'request' }, '> body: ' + req) : null,
+    rsp !== undefined ? h('div', { 'data-body': 'response' }, '< body: ' + rsp) : null));
+}
+
 /** tap is the view; mount builds it in el, unmount ends the stream. */
 export const tap = {
   title: 'Tap',
@@ -40,6 +61,7 @@ export const tap = {
     const path = h('input', { name: 'path', placeholder: '/ (prefix)', size: 14 });
     const method = h('select', { name: 'method' }, ['', 'GET', 'POST', 'PUT', 'DELETE', 'PATCH'].map((m) => h('option', { value: m }, m || 'any')));
     const maxRps = h('input', { name: 'maxRps', type: 'number', min: 1, max: 1000, value: 20, size: 5 });
+    const bodies = h('input', { name: 'bodies', type: 'checkbox', title: `the first ${BODY_BYTES} bytes of each body, shown as sent: bodies are not redacted` });
     const button = h('button', { type: 'submit' }, 'Start');
     const notices = h('div', { class: 'tap-notices', 'aria-live': 'polite' });
     const count = h('span', { class: 'muted' }, '');
@@ -47,7 +69,7 @@ export const tap = {
     let n = 0;
     const form = h('form', { class: 'tap card', onsubmit: (ev) => { ev.preventDefault(); this.ctrl ? this.stop() : start(); } },
       h('label', {}, 'Target', select), h('label', {}, 'Path prefix', path), h('label', {}, 'Method', method),
-      h('label', {}, 'Max events/s', maxRps), button, count);
+      h('label', {}, 'Max events/s', maxRps), h('label', { class: 'check' }, 'Bodies', bodies), button, count);
     el.replaceChildren(h('div', {},
       h('h1', {}, 'Live tap'),
       h('p', { class: 'muted' }, 'Requests as the sidecars handle them, newest first, capped per second so a tap cannot hurt traffic (docs/tap.md).'),
@@ -60,6 +82,7 @@ export const tap = {
       const q = new URLSearchParams({ target: select.value, maxRps: maxRps.value || '20' });
       if (path.value) q.set('path', path.value);
       if (method.value) q.set('method', method.value);
+      if (bodies.checked) q.set('body', String(BODY_BYTES));
       const ctrl = (this.ctrl = new AbortController());
       button.textContent = 'Stop';
       button.classList.add('stop');
@@ -71,9 +94,16 @@ export const tap = {
         await lines('/api/v1/tap?' + q, ctrl.signal, (o) => {
           if (o.type === 'notice') return note(o.message);
           if (o.type !== 'event') return;
-          tbody.prepend(eventRow(o));
-          while (tbody.rows.length > MAX_ROWS) tbody.lastElementChild.remove();
+          const body = bodyRow(o);
+          tbody.prepend(...(body ? [eventRow(o), body] : [eventRow(o)]));
           count.textContent = `${++n} events`;
+          // Trim to MAX_ROWS events; a body row goes with its event.
+          let shown = Math.min(n, MAX_ROWS + 1);
+          while (shown > MAX_ROWS) {
+            const last = tbody.lastElementChild;
+            if (last.hasAttribute('data-event')) shown--;
+            last.remove();
+          }
         });
         if (!ctrl.signal.aborted) note('the control plane ended the tap');
       } catch (err) {

@@ -220,6 +220,17 @@ try {
     await shot(page, 'tap');
     await page.click('form.tap button[type="submit"]'); // Stop
     await until(page, 'the tap stopped', () => ({ ok: document.querySelector('form.tap button[type="submit"]').textContent === 'Start', got: document.querySelector('.tap-notices').innerText }));
+    // The Bodies toggle (body=256): each event shows its bodies under it.
+    await page.check('form.tap input[name="bodies"]');
+    await page.click('form.tap button[type="submit"]');
+    const bodies = await until(page, 'tap events with the bodies of their requests and responses', () => {
+      const rows = [...document.querySelectorAll('table.tap tr.tap-body')].map((r) => r.innerText.replace(/\s+/g, ' '));
+      return { ok: rows.some((t) => /^> body: \(empty\) < body: \S/.test(t)), got: { rows: rows.length, first: rows[0] } };
+    });
+    ok(`tap with bodies: ${bodies.got.rows} events, newest "${bodies.got.first}"`);
+    await shot(page, 'tap-bodies');
+    await page.click('form.tap button[type="submit"]'); // Stop
+    await until(page, 'the tap stopped', () => ({ ok: document.querySelector('form.tap button[type="submit"]').textContent === 'Start', got: document.querySelector('.tap-notices').innerText }));
   }
   noProblems('tap');
 
