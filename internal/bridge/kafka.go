@@ -71,6 +71,11 @@ func (c *kafkaClient) Publish(ctx context.Context, topic string, m *Message) err
 		return nil
 	case errors.Is(err, context.DeadlineExceeded) || errors.Is(err, kgo.ErrRecordTimeout):
 		return fmt.Errorf("kafka produce: %w", context.DeadlineExceeded)
+	case errors.Is(err, kerr.TopicAuthorizationFailed):
+		// Through the mesh this is the broker's sidecar applying an
+		// AccessPolicy to the sidecar's identity (docs/bridge.md,
+		// "Through the mesh"); without it, the broker's ACLs.
+		return fmt.Errorf("%w: kafka produce to %q: not authorized (the topic policy or ACLs at the broker refuse this identity): %v", ErrRefused, topic, err)
 	case errors.As(err, &ke):
 		return fmt.Errorf("%w: kafka produce: %v", ErrRefused, err)
 	default:

@@ -75,6 +75,10 @@ type entry struct {
 	p     kafka.Pending
 	start time.Time
 	local []byte
+	// undescribed are the topics a Metadata request named that its
+	// response answered TOPIC_AUTHORIZATION_FAILED (the principal may not
+	// describe them).
+	undescribed []string
 }
 
 // Read returns request bytes to forward upstream.
@@ -202,7 +206,15 @@ func (c *conn) request(frame []byte) ([]byte, error) {
 	case *kmsg.MetadataRequest:
 		if pol != nil {
 			pr := c.principal()
-			e.p.Describe = func(t string) bool { return pol.Allowed(kafka.Describe, t, pr) }
+			e.p.Describe = func(t string) bool {
+				ok := pol.Allowed(kafka.Describe, t, pr)
+				if !ok && !e.p.AllTopics {
+					// An all-topics answer leaves the topic out, as
+					// Kafka does: not a refusal the client sees.
+					e.undescribed = append(e.undescribed, strings.Clone(t))
+				}
+				return ok
+			}
 		}
 	}
 	if pol != nil && pol.HasAudit() && (k == 0 || k == 1) {
@@ -235,6 +247,19 @@ func (c *conn) denied(req *kafka.Request, denied []kafka.DeniedTopic) {
 	pr := c.principal()
 	c.log.Info("kafka request refused by the topic policy", "stat_prefix", c.f.cfg.StatPrefix,
 		"api", kafka.APIName(req.Key), "topics", topics, "client_id", string(req.ClientID),
+		"source", pr.Addr.String(), "spiffe_id", pr.SPIFFEID)
+}
+
+// undescribed counts and logs a Metadata response that refused topics the
+// client named: a producer that may not describe a topic learns of the
+// refusal here (franz-go fails its records with TOPIC_AUTHORIZATION_FAILED
+// without sending a Produce request), so the refusal is reported like a
+// refused Produce.
+func (c *conn) undescribed(e *entry) {
+	c.f.stats.DeniedTopic(e.p.Key)
+	pr := c.principal()
+	c.log.Info("kafka request refused by the topic policy", "stat_prefix", c.f.cfg.StatPrefix,
+		"api", kafka.APIName(e.p.Key), "operation", kafka.Describe.String(), "topics", e.undescribed,
 		"source", pr.Addr.String(), "spiffe_id", pr.SPIFFEID)
 }
 
@@ -363,6 +388,9 @@ func (c *conn) response(frame []byte) []byte {
 		out = frame
 	}
 	c.f.stats.Response(e.p.Key, time.Since(e.start))
+	if len(e.undescribed) > 0 {
+		c.undescribed(e)
+	}
 	for _, code := range resp.Errors {
 		c.f.stats.Error(e.p.Key, code)
 	}
