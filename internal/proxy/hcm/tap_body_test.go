@@ -8,31 +8,52 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/trellis-mesh/trellis/internal/telemetry/tap"
 )
 
+// tapBodyHCM is benchHCM with a retrying route.
+const tapBodyHCM = `
+stat_prefix: bench
+route_config:
+  virtual_hosts:
+  - name: all
+    domains: ["*"]
+    routes:
+    - {name: direct, match: {path: /direct}, direct_response: {status: 200, body: {inline_string: "ok"}}}
+    - {name: retry, match: {path: /retry}, route: {cluster: up, retry_policy: {retry_on: "5xx", num_retries: 1}}}
+    - {name: fwd, match: {prefix: /}, route: {cluster: up}}
+http_filters: [{name: envoy.filters.http.router, typed_config: {"@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router}}]
+`
+
 // TestTapBodies serves real requests over HTTP/1.1 and h2c through a
 // forwarding route to a real upstream that echoes the request body, with
 // a tap asking for the first 8 bytes of POST bodies: the events carry
 // the first bytes of both bodies with the truncation flags, binary
 // bodies (a gRPC frame) in base64, and the downstream gets the response
-// unchanged however large it is. A subscription without bodies gets
+// unchanged however large it is; a retried request body is captured once. A subscription without bodies gets
 // none.
 func TestTapBodies(t *testing.T) {
+	var retried atomic.Int32
 	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		b, err := io.ReadAll(r.Body)
 		if err != nil {
 			t.Errorf("upstream: reading the body: %v", err)
+		}
+		if r.URL.Path == "/retry" && retried.Add(1)%2 == 1 {
+			w.WriteHeader(http.StatusServiceUnavailable) // the first attempt fails
+			_, _ = w.Write([]byte("try again"))
+			return
 		}
 		_, _ = w.Write(append([]byte("echo:"), b...))
 	}))
 	t.Cleanup(up.Close)
 	_, port, _ := net.SplitHostPort(up.Listener.Addr().String())
 	tp := tap.New(16)
-	s := tapServerTo(t, tp, port)
+	s := tapServerTo(t, tp, port, tapBodyHCM)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -56,6 +77,7 @@ func TestTapBodies(t *testing.T) {
 
 	tp.Subscribe(tap.Subscription{ID: "body", Match: tap.Match{Method: "POST"}, Body: 8, MaxRPS: 1000})
 	tp.Subscribe(tap.Subscription{ID: "plain", Match: tap.Match{Method: "GET"}, MaxRPS: 1000})
+	tp.Subscribe(tap.Subscription{ID: "retry", Match: tap.Match{Method: "PUT"}, Body: 64, MaxRPS: 1000})
 	event := func(t *testing.T) *tap.FromProxy {
 		t.Helper()
 		select {
@@ -130,6 +152,22 @@ func TestTapBodies(t *testing.T) {
 			if e.RequestBody == nil || *e.RequestBody != "01234567" || !e.RequestBodyTruncated || e.BytesIn != int64(len(big)) ||
 				e.ResponseBody == nil || *e.ResponseBody != "echo:012" || e.BytesOut != int64(len(big)+5) {
 				t.Errorf("big body: %+v", e)
+			}
+
+			// A retried request: the body is replayed to the second
+			// attempt from the retry buffer and captured once; the
+			// response is the one sent downstream.
+			if got := do("PUT", "/retry", "", []byte("hello tap body")); string(got) != "echo:hello tap body" {
+				t.Fatalf("retried response %q", got)
+			}
+			if n := retried.Load(); n == 0 || n%2 != 0 {
+				t.Fatalf("%d upstream attempts so far; want two per retried request", n)
+			}
+			m = event(t)
+			e = m.Event
+			if m.Sub != "retry" || e.RequestBody == nil || *e.RequestBody != "hello tap body" || e.RequestBodyTruncated || e.BytesIn != 14 ||
+				e.ResponseBody == nil || *e.ResponseBody != "echo:hello tap body" || e.ResponseBodyTruncated {
+				t.Errorf("retried request: %s %+v", m.Sub, e)
 			}
 
 			// A direct response: the body the connection manager writes

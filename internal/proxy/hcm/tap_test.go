@@ -18,10 +18,11 @@ import (
 
 // tapServer is the bench connection manager (direct response on
 // /direct) on an inbound listener, with tp as its tap.
-func tapServer(tb testing.TB, tp *tap.Tap) *hcm.Server { return tapServerTo(tb, tp, "1") }
+func tapServer(tb testing.TB, tp *tap.Tap) *hcm.Server { return tapServerTo(tb, tp, "1", benchHCM) }
 
-// tapServerTo is tapServer forwarding other paths to 127.0.0.1:port.
-func tapServerTo(tb testing.TB, tp *tap.Tap, port string) *hcm.Server {
+// tapServerTo is tapServer with connection manager config cfg (YAML),
+// its cluster "up" at 127.0.0.1:port.
+func tapServerTo(tb testing.TB, tp *tap.Tap, port, cfg string) *hcm.Server {
 	reg := metrics.New()
 	bs, err := decode.Bootstrap([]byte(strings.Replace(benchBootstrap, "PORT", port, 1)))
 	if err != nil {
@@ -32,14 +33,14 @@ func tapServerTo(tb testing.TB, tp *tap.Tap, port string) *hcm.Server {
 		tb.Fatal(err)
 	}
 	pb := &hcmv3.HttpConnectionManager{}
-	if err := decode.Unmarshal([]byte(benchHCM), pb); err != nil {
+	if err := decode.Unmarshal([]byte(cfg), pb); err != nil {
 		tb.Fatal(err)
 	}
-	cfg, err := hcm.Build(pb, hcm.Deps{Listener: "inbound:127.0.0.1:9", Clusters: set, Metrics: reg, Sinks: accesslog.NewSinks(), Tap: tp})
+	c, err := hcm.Build(pb, hcm.Deps{Listener: "inbound:127.0.0.1:9", Clusters: set, Metrics: reg, Sinks: accesslog.NewSinks(), Tap: tp})
 	if err != nil {
 		tb.Fatal(err)
 	}
-	return hcm.NewServer(cfg, nil)
+	return hcm.NewServer(c, nil)
 }
 
 // TestTapEvent checks what the connection manager hands the tap for a
