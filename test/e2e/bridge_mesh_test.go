@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -22,7 +24,8 @@ import (
 // it: orders.allowed may be produced to; orders.denied may not even be
 // described (the client learns of the refusal from the Metadata answer);
 // orders.readonly may be consumed (so described) but not produced to (the Produce
-// request is refused).
+// request is refused). The subscriber consumes orders.allowed and
+// dead-letters to orders.dead, through its own sidecar likewise.
 const bridgeMeshResources = `apiVersion: trellis.dev/v1alpha1
 kind: Mesh
 metadata: {name: default}
@@ -32,6 +35,11 @@ apiVersion: trellis.dev/v1alpha1
 kind: Service
 metadata: {name: kafka}
 spec: {selector: {app: brokers}, ports: [{port: 9092, protocol: kafka}]}
+---
+apiVersion: trellis.dev/v1alpha1
+kind: Service
+metadata: {name: subscriber}
+spec: {selector: {app: subscriber}, ports: [{port: 80}]}
 ---
 apiVersion: trellis.dev/v1alpha1
 kind: AccessPolicy
@@ -44,6 +52,10 @@ spec:
     to:
     - kafka: {topics: [orders.allowed], operations: [produce]}
     - kafka: {topics: [orders.readonly], operations: [consume]}
+  - from: [{service: subscriber}]
+    to:
+    - kafka: {topics: [orders.allowed], operations: [consume]}
+    - kafka: {topics: [orders.dead], operations: [produce]}
 `
 
 // TestBridgeMesh: an HTTP-only publisher POSTs to its bridge; the bridge
@@ -56,16 +68,29 @@ spec:
 // TOPIC_AUTHORIZATION_FAILED, nothing of them reaches the broker, the
 // brokers' sidecars count each refusal (on Metadata and on Produce) and
 // log it with the publisher's SPIFFE ID, and publishing to
-// orders.allowed still works afterwards.
+// orders.allowed still works afterwards. A Subscription delivers
+// orders.allowed to an HTTP-only subscriber whose bridge consumes (a
+// consumer group: FindCoordinator and the group's APIs go through the
+// rewrite) and dead-letters through its own sidecar: every record but
+// one arrives, the one the subscriber always fails lands in orders.dead.
 func TestBridgeMesh(t *testing.T) {
 	const n = 50
-	allowed, denied, readonly := "orders.allowed", "orders.denied", "orders.readonly"
-	kc := startKfake(t, 2, allowed, denied, readonly)
+	allowed, denied, readonly, dead := "orders.allowed", "orders.denied", "orders.readonly", "orders.dead"
+	const failing = "allowed-7" // the subscriber answers 500 to it, always
+	kc := startKfake(t, 2, allowed, denied, readonly, dead)
+	app := &meshSubscriber{delivered: map[string]int{}, failing: failing}
+	appSrv := httptest.NewServer(app)
+	t.Cleanup(appSrv.Close)
 	cp := startControl(t, t.TempDir(), "127.0.0.1:0", "127.0.0.1:0", "--name", "cp-1")
 	dir := t.TempDir()
 
-	ports := freePorts(t, 4) // broker-0 and broker-1 inbounds; publisher's bridge and kafka bootstrap
-	brokerBase := freeRange(t, 2)
+	// broker-0 and broker-1 inbounds; publisher's bridge and kafka
+	// bootstrap; subscriber's inbound, bridge and kafka bootstrap.
+	ports := freePorts(t, 7)
+	brokerBase, subBrokerBase := freeRange(t, 2), freeRange(t, 2)
+	for subBrokerBase >= brokerBase-1 && subBrokerBase <= brokerBase+1 {
+		subBrokerBase = freeRange(t, 2)
+	}
 	brokerAddrs := kc.ListenAddrs()
 	brokerDoc := func(id int) string {
 		return fmt.Sprintf(`apiVersion: trellis.dev/v1alpha1
@@ -93,10 +118,42 @@ kind: Broker
 metadata: {name: kafka}
 spec: {type: kafka, addresses: ["127.0.0.1:%d"]}
 `, ports[3])
-	docs := []string{bridgeMeshResources, brokerRes, brokerDoc(0), brokerDoc(1), pubDoc}
+	// The subscriber's Dataplane adds an inbound for the deliveries. The
+	// sidecars share one loopback here, so its outbound has other ports
+	// than the publisher's, and a Broker of its own names them (on hosts of
+	// their own both would use one Broker and one localPort).
+	subDoc := fmt.Sprintf(`apiVersion: trellis.dev/v1alpha1
+kind: Dataplane
+metadata: {name: subscriber-1, labels: {app: subscriber}}
+spec:
+  address: 127.0.0.1
+  inbound: [{port: %d, servicePort: 80, appPort: %d}]
+  bridge: {port: %d}
+  outbound:
+  - {service: kafka, localPort: %d, kafka: {brokerPortBase: %d, maxBrokerID: 1}}
+`, ports[4], portOf(t, strings.TrimPrefix(appSrv.URL, "http://")), ports[5], ports[6], subBrokerBase)
+	subRes := fmt.Sprintf(`apiVersion: trellis.dev/v1alpha1
+kind: Broker
+metadata: {name: kafka-subscriber}
+spec: {type: kafka, addresses: ["127.0.0.1:%d"]}
+---
+apiVersion: trellis.dev/v1alpha1
+kind: Subscription
+metadata: {name: orders}
+spec:
+  brokerRef: {name: kafka-subscriber}
+  topic: %s
+  consumerGroup: billing
+  targetRef: {name: subscriber}
+  path: /events
+  concurrency: 4
+  retry: {maxDeliveries: 3, backoff: {base: 5ms, max: 20ms}}
+  deadLetter: {topic: %s}
+`, ports[6], allowed, dead)
+	docs := []string{bridgeMeshResources, brokerRes, subRes, brokerDoc(0), brokerDoc(1), pubDoc, subDoc}
 	applyYAML(t, cp.cfg, dir, "mesh.yaml", strings.Join(docs, "---\n"))
 	tokens := map[string]string{}
-	for _, svc := range []string{"brokers", "publisher"} {
+	for _, svc := range []string{"brokers", "publisher", "subscriber"} {
 		tok := strings.TrimSpace(mustCLI(t, cp.cfg, "token", "create", "--mesh", "default", "--service", svc))
 		tokens[svc] = writeFile(t, dir, svc+".token", tok+"\n")
 	}
@@ -105,16 +162,18 @@ spec: {type: kafka, addresses: ["127.0.0.1:%d"]}
 		startProxy(t, cp, writeFile(t, dir, "broker-1.yaml", brokerDoc(1)), tokens["brokers"]),
 	}
 	pub := startProxy(t, cp, writeFile(t, dir, "publisher-1.yaml", pubDoc), tokens["publisher"])
+	sub := startProxy(t, cp, writeFile(t, dir, "subscriber-1.yaml", subDoc), tokens["subscriber"])
 	t.Cleanup(func() {
 		if t.Failed() {
-			t.Logf("publisher-1 stderr:\n%s\nbroker-0 stderr:\n%s\nbroker-1 stderr:\n%s",
-				tail(pub.p.stderr()), tail(brokers[0].p.stderr()), tail(brokers[1].p.stderr()))
+			t.Logf("publisher-1 stderr:\n%s\nsubscriber-1 stderr:\n%s\nbroker-0 stderr:\n%s\nbroker-1 stderr:\n%s",
+				tail(pub.p.stderr()), tail(sub.p.stderr()), tail(brokers[0].p.stderr()), tail(brokers[1].p.stderr()))
 		}
 	})
 	for i, b := range brokers {
 		waitReady(t, fmt.Sprintf("broker-%d", i), b, 30*time.Second)
 	}
 	waitReady(t, "publisher-1", pub, 30*time.Second)
+	waitReady(t, "subscriber-1", sub, 30*time.Second)
 	waitListening(t, "the publisher's bridge and kafka outbound ports",
 		fmt.Sprintf("127.0.0.1:%d", ports[2]), fmt.Sprintf("127.0.0.1:%d", ports[3]),
 		fmt.Sprintf("127.0.0.1:%d", brokerBase), fmt.Sprintf("127.0.0.1:%d", brokerBase+1))
@@ -152,36 +211,30 @@ spec: {type: kafka, addresses: ["127.0.0.1:%d"]}
 	ids["allowed-after"] = true
 
 	// Everything acknowledged is on the broker, read with a native consumer
-	// straight from kfake; nothing of the denied topic is.
-	cons, err := kgo.NewClient(kgo.SeedBrokers(brokerAddrs...), kgo.ConsumeTopics(allowed, denied, readonly),
-		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
-	if err != nil {
-		t.Fatal(err)
+	// straight from kfake; nothing of the refused topics is.
+	for _, r := range readRecords(t, brokerAddrs, len(ids), allowed, denied, readonly) {
+		if id := header(r, "ce_id"); r.Topic != allowed || !ids[id] {
+			t.Errorf("unexpected record on the broker: %s/%d@%d id %q", r.Topic, r.Partition, r.Offset, id)
+		}
 	}
-	t.Cleanup(cons.Close)
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	got := map[string]bool{}
-	for len(got) < len(ids) {
-		fs := cons.PollFetches(ctx)
-		if ctx.Err() != nil {
-			t.Fatalf("read %d of %d records from the broker before the deadline", len(got), len(ids))
+
+	// The subscriber got every record but the failing one, which its
+	// sidecar dead-lettered, through the mesh too.
+	poll(t, 30*time.Second, "the subscriber's deliveries", func() (bool, string) {
+		app.mu.Lock()
+		defer app.mu.Unlock()
+		return len(app.delivered) == len(ids)-1 && app.failed >= 3, fmt.Sprintf("delivered %d of %d, %d failed attempts", len(app.delivered), len(ids)-1, app.failed)
+	})
+	app.mu.Lock()
+	for id := range ids {
+		if id != failing && app.delivered[id] == 0 {
+			t.Errorf("%s not delivered to the subscriber", id)
 		}
-		for _, e := range fs.Errors() {
-			t.Fatalf("fetch %s/%d: %v", e.Topic, e.Partition, e.Err)
-		}
-		fs.EachRecord(func(r *kgo.Record) {
-			id := ""
-			for _, h := range r.Headers {
-				if h.Key == "ce_id" {
-					id = string(h.Value)
-				}
-			}
-			if r.Topic != allowed || !ids[id] {
-				t.Errorf("unexpected record on the broker: %s/%d@%d id %q", r.Topic, r.Partition, r.Offset, id)
-			}
-			got[id] = true
-		})
+	}
+	app.mu.Unlock()
+	dl := readRecords(t, brokerAddrs, 1, dead)[0]
+	if id, reason := header(dl, "ce_id"), header(dl, "ce_deadletterreason"); id != failing || !strings.Contains(reason, "500") {
+		t.Errorf("dead letter: id %q reason %q, want %q and the 500", id, reason, failing)
 	}
 
 	// The traffic went through both sidecars: the publisher's outbound
@@ -209,6 +262,12 @@ spec: {type: kafka, addresses: ["127.0.0.1:%d"]}
 	// refused.
 	if n := metricSum(t, brokers, "trellis_kafka_denied_total{", `api="Produce"`, `reason="topic"`, `stat_prefix="inbound:default/kafka:9092"`); n < 1 {
 		t.Errorf("brokers' sidecars counted %v refused Produce requests, want at least 1", n)
+	}
+	waitMetric(t, "brokers' sidecars dead letters", 1, brokers, "trellis_kafka_topic_records_total{",
+		`direction="produced"`, `stat_prefix="inbound:default/kafka:9092"`, `topic="`+dead+`"`)
+	if n := metricSum(t, []*meshProxy{sub}, "trellis_kafka_topic_records_total{", `direction="fetched"`,
+		`stat_prefix="outbound:default/kafka:9092"`, `topic="`+allowed+`"`); n < nRec {
+		t.Errorf("subscriber's sidecar fetched %v records of %s, want at least %v", n, allowed, nRec)
 	}
 	waitMetric(t, "publisher's ok publishes", nRec, []*meshProxy{pub},
 		"trellis_bridge_published_total{", `broker="kafka"`, `topic="`+allowed+`"`, `result="ok"`)
@@ -250,4 +309,60 @@ func publishEvent(t *testing.T, c *http.Client, url, id string, i int) (int, str
 		t.Fatalf("publish %s: reading the answer: %v", id, err)
 	}
 	return resp.StatusCode, string(b)
+}
+
+// meshSubscriber is TestBridgeMesh's HTTP-only subscriber: it counts
+// deliveries by event id and answers 500 to failing.
+type meshSubscriber struct {
+	failing   string
+	mu        sync.Mutex
+	delivered map[string]int
+	failed    int
+}
+
+func (a *meshSubscriber) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if id := r.Header.Get("Ce-Id"); id == a.failing {
+		a.failed++
+		w.WriteHeader(http.StatusInternalServerError)
+	} else {
+		a.delivered[id]++
+	}
+}
+
+// readRecords reads want records of topics from the brokers at seeds
+// directly (not through the mesh), from the start.
+func readRecords(t *testing.T, seeds []string, want int, topics ...string) []*kgo.Record {
+	t.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(seeds...), kgo.ConsumeTopics(topics...),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	var recs []*kgo.Record
+	for len(recs) < want {
+		fs := cl.PollFetches(ctx)
+		if ctx.Err() != nil {
+			t.Fatalf("read %d of %d records of %v before the deadline", len(recs), want, topics)
+		}
+		for _, e := range fs.Errors() {
+			t.Fatalf("fetch %s/%d: %v", e.Topic, e.Partition, e.Err)
+		}
+		recs = append(recs, fs.Records()...)
+	}
+	return recs
+}
+
+// header is a record header's value.
+func header(r *kgo.Record, key string) string {
+	for _, h := range r.Headers {
+		if h.Key == key {
+			return string(h.Value)
+		}
+	}
+	return ""
 }
