@@ -51,6 +51,78 @@ type natsClient struct {
 
 	mu      sync.Mutex
 	streams map[string]string // subject → stream ensured to cover it
+
+	refusals refusals
+}
+
+// refusals tell publishes in flight that the server refused a publish to
+// their subject: NATS answers a refused PUB (nats-server's permissions, or
+// the mesh's NATS filter applying an AccessPolicy at the server's sidecar)
+// only with an asynchronous -ERR 'Permissions Violation for Publish to
+// "<subject>"', which nats.go hands to the connection's error handler.
+// Without this a JetStream publish would wait for its acknowledgement
+// until the publish timeout (504).
+type refusals struct {
+	mu      sync.Mutex
+	waiting map[string]map[*context.CancelCauseFunc]struct{} // subject → publishes
+}
+
+// watch registers a publish to subject: a refusal of subject cancels it
+// with the refusal as the cause. The returned func unregisters it.
+func (r *refusals) watch(subject string, cancel context.CancelCauseFunc) func() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.waiting == nil {
+		r.waiting = map[string]map[*context.CancelCauseFunc]struct{}{}
+	}
+	set := r.waiting[subject]
+	if set == nil {
+		set = map[*context.CancelCauseFunc]struct{}{}
+		r.waiting[subject] = set
+	}
+	key := &cancel
+	set[key] = struct{}{}
+	return func() {
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		delete(set, key)
+		if len(set) == 0 {
+			delete(r.waiting, subject)
+		}
+	}
+}
+
+// report cancels the publishes waiting on the subject err names.
+func (r *refusals) report(err error) {
+	subject, ok := refusedSubject(err)
+	if !ok {
+		return
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for cancel := range r.waiting[subject] {
+		(*cancel)(err)
+	}
+}
+
+// refusedSubject is the subject of a publish permissions violation
+// (nats.go: `nats: permissions violation: Permissions Violation for
+// Publish to "<subject>"`).
+func refusedSubject(err error) (string, bool) {
+	if err == nil || !errors.Is(err, nats.ErrPermissionViolation) {
+		return "", false
+	}
+	_, rest, ok := strings.Cut(err.Error(), `for Publish to "`)
+	if !ok {
+		return "", false
+	}
+	subject, _, ok := strings.Cut(rest, `"`)
+	return subject, ok
+}
+
+// refused is the error of a publish to subject the server refused.
+func refused(subject string, err error) error {
+	return fmt.Errorf("%w: nats publish to %q: not authorized (the subject policy or permissions at the server refuse this identity): %v", ErrRefused, subject, err)
 }
 
 func newNATSClient(bc Broker, log *slog.Logger) (*natsClient, error) {
@@ -70,11 +142,19 @@ func newNATSClient(bc Broker, log *slog.Logger) (*natsClient, error) {
 	if tc != nil {
 		opts = append(opts, nats.Secure(tc))
 	}
+	c := &natsClient{cfg: bc, log: log, streams: map[string]string{}}
+	opts = append(opts, nats.ErrorHandler(func(_ *nats.Conn, sub *nats.Subscription, err error) {
+		if sub == nil && errors.Is(err, nats.ErrPermissionViolation) {
+			c.refusals.report(err)
+			return
+		}
+		log.Warn("nats", "err", err)
+	}))
 	nc, err := nats.Connect(strings.Join(bc.Addresses, ","), opts...)
 	if err != nil {
 		return nil, err
 	}
-	c := &natsClient{cfg: bc, log: log, nc: nc, streams: map[string]string{}}
+	c.nc = nc
 	if bc.JetStream {
 		if c.js, err = jetstream.New(nc); err != nil {
 			nc.Close()
@@ -101,14 +181,34 @@ func (c *natsClient) msg(subject string, m *Message) *nats.Msg {
 // Publish: with JetStream, the stream's acknowledgement (the event id is
 // the Nats-Msg-Id, so a retried publish inside the stream's duplicate
 // window is stored once); a subject no stream covers gets a stream made
-// for it. Core NATS: publish, then flush (the server has read it).
+// for it. Core NATS: publish, then flush (the server has read it). A
+// publish the server refuses (a permissions violation for its subject)
+// is ErrRefused at once, with JetStream as with core NATS.
 func (c *natsClient) Publish(ctx context.Context, subject string, m *Message) error {
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	defer c.refusals.watch(subject, cancel)()
 	nm := c.msg(subject, m)
 	if c.js == nil {
+		// The server answers a refused PUB before the PONG of the flush,
+		// and nats.go records it as the connection's last error before it
+		// reads the PONG; the error handler (the cancel above) may run
+		// later. A refusal of another publish to the subject in flight at
+		// the same time counts for this one too: the policy is per subject.
+		before := c.nc.LastError()
 		if err := c.nc.PublishMsg(nm); err != nil {
 			return fmt.Errorf("%w: nats publish: %v", ErrUnavailable, err)
 		}
-		if err := c.nc.FlushWithContext(ctx); err != nil {
+		err := c.nc.FlushWithContext(ctx)
+		if last := c.nc.LastError(); last != before {
+			if s, ok := refusedSubject(last); ok && s == subject {
+				return refused(subject, last)
+			}
+		}
+		if cause := context.Cause(ctx); errors.Is(cause, nats.ErrPermissionViolation) {
+			return refused(subject, cause)
+		}
+		if err != nil {
 			return natsErr("nats flush", err)
 		}
 		return nil
@@ -120,6 +220,9 @@ func (c *natsClient) Publish(ctx context.Context, subject string, m *Message) er
 			return natsErr("jetstream stream for "+subject, serr)
 		}
 		_, err = c.js.PublishMsg(ctx, nm)
+	}
+	if cause := context.Cause(ctx); err != nil && errors.Is(cause, nats.ErrPermissionViolation) {
+		return refused(subject, cause)
 	}
 	if err != nil {
 		return natsErr("jetstream publish", err)
