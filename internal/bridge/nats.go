@@ -185,6 +185,13 @@ func (c *natsClient) msg(subject string, m *Message) *nats.Msg {
 // publish the server refuses (a permissions violation for its subject)
 // is ErrRefused at once, with JetStream as with core NATS.
 func (c *natsClient) Publish(ctx context.Context, subject string, m *Message) error {
+	if st := c.nc.Status(); st != nats.CONNECTED {
+		// Not connected yet (or reconnecting): nats.go would answer a
+		// message with headers "headers not supported by this server".
+		// Through the mesh the first dial can precede the sidecar's
+		// outbound listener (docs/bridge.md, "Through the mesh").
+		return fmt.Errorf("%w: nats: not connected to %s (%v)", ErrUnavailable, strings.Join(c.cfg.Addresses, ","), st)
+	}
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	defer c.refusals.watch(subject, cancel)()

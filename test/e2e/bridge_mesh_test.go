@@ -12,7 +12,11 @@ import (
 	"testing"
 	"time"
 
+	natsgo "github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/trellis-mesh/trellis/internal/bridge/brokertest"
 )
 
 // The bridge through the mesh (issue 7, docs/bridge.md "Through the mesh:
@@ -365,4 +369,173 @@ func header(r *kgo.Record, key string) string {
 		}
 	}
 	return ""
+}
+
+// bridgeMeshNATSResources: the nats Service in the mesh, and publishing
+// to payments.> refused to the publisher (DENY: everything else allowed,
+// JetStream's API subjects included).
+const bridgeMeshNATSResources = `apiVersion: trellis.dev/v1alpha1
+kind: Mesh
+metadata: {name: default}
+spec: {mtls: {mode: STRICT}}
+---
+apiVersion: trellis.dev/v1alpha1
+kind: Service
+metadata: {name: nats}
+spec: {selector: {app: nats}, ports: [{port: 4222, protocol: nats}]}
+---
+apiVersion: trellis.dev/v1alpha1
+kind: AccessPolicy
+metadata: {name: no-payments-from-publisher}
+spec:
+  targetRefs: [{group: "", kind: Service, name: nats}]
+  action: DENY
+  rules:
+  - from: [{service: publisher}]
+    to: [{nats: {subjects: ["payments.>"], operations: [publish]}}]
+`
+
+// TestBridgeMeshNATS: the same pattern with NATS JetStream: the
+// publisher's bridge reaches a nats-server behind its sidecar through its
+// own sidecar's nats outbound. Publishes to orders.created answer 200 and
+// reach a native subscriber of the server; a publish to payments.created
+// answers 502 at once (not a 504 after the publish timeout) quoting the
+// filter's permissions violation, reaches nobody, and the server's sidecar
+// counts it by subject and logs it with the publisher's SPIFFE ID.
+func TestBridgeMeshNATS(t *testing.T) {
+	ns := brokertest.StartNATS(t, true)
+	got := make(chan *natsgo.Msg, 16)
+	direct, err := natsgo.Connect(ns.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(direct.Close)
+	// A stream for both subjects (the bridge would make one on first use,
+	// but the subscriber below would answer JetStream's publish for want
+	// of a stream), and a subscriber of both on the server itself.
+	js, err := jetstream.New(direct)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sctx, scancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer scancel()
+	if _, err := js.CreateStream(sctx, jetstream.StreamConfig{Name: "E2E", Subjects: []string{"orders.>", "payments.>"}}); err != nil {
+		t.Fatal(err)
+	}
+	for _, subj := range []string{"orders.>", "payments.>"} {
+		if _, err := direct.ChanSubscribe(subj, got); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := direct.Flush(); err != nil {
+		t.Fatal(err)
+	}
+
+	cp := startControl(t, t.TempDir(), "127.0.0.1:0", "127.0.0.1:0", "--name", "cp-1")
+	dir := t.TempDir()
+	ports := freePorts(t, 3) // nats-0's inbound; the publisher's bridge and nats outbound
+	natsDoc := fmt.Sprintf(`apiVersion: trellis.dev/v1alpha1
+kind: Dataplane
+metadata: {name: nats-0, labels: {app: nats}}
+spec:
+  address: 127.0.0.1
+  inbound: [{port: %d, servicePort: 4222, appPort: %d}]
+`, ports[0], portOf(t, strings.TrimPrefix(ns.URL, "nats://")))
+	pubDoc := fmt.Sprintf(`apiVersion: trellis.dev/v1alpha1
+kind: Dataplane
+metadata: {name: publisher-1, labels: {app: publisher}}
+spec:
+  address: 127.0.0.1
+  bridge: {port: %d}
+  outbound: [{service: nats, localPort: %d}]
+`, ports[1], ports[2])
+	brokerRes := fmt.Sprintf(`apiVersion: trellis.dev/v1alpha1
+kind: Broker
+metadata: {name: nats}
+spec: {type: nats, addresses: ["nats://127.0.0.1:%d"], nats: {jetStream: true}}
+`, ports[2])
+	applyYAML(t, cp.cfg, dir, "mesh.yaml", strings.Join([]string{bridgeMeshNATSResources, brokerRes, natsDoc, pubDoc}, "---\n"))
+	tokens := map[string]string{}
+	for _, svc := range []string{"nats", "publisher"} {
+		tok := strings.TrimSpace(mustCLI(t, cp.cfg, "token", "create", "--mesh", "default", "--service", svc))
+		tokens[svc] = writeFile(t, dir, svc+".token", tok+"\n")
+	}
+	server := startProxy(t, cp, writeFile(t, dir, "nats-0.yaml", natsDoc), tokens["nats"])
+	pub := startProxy(t, cp, writeFile(t, dir, "publisher-1.yaml", pubDoc), tokens["publisher"])
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("publisher-1 stderr:\n%s\nnats-0 stderr:\n%s", tail(pub.p.stderr()), tail(server.p.stderr()))
+		}
+	})
+	waitReady(t, "nats-0", server, 30*time.Second)
+	waitReady(t, "publisher-1", pub, 30*time.Second)
+	waitListening(t, "the publisher's bridge and nats outbound ports",
+		fmt.Sprintf("127.0.0.1:%d", ports[1]), fmt.Sprintf("127.0.0.1:%d", ports[2]))
+
+	pubURL := fmt.Sprintf("http://127.0.0.1:%d/publish/nats/", ports[1])
+	hc := &http.Client{Timeout: 20 * time.Second}
+	// The bridge's connection to the server through the sidecar may still
+	// be coming up (its first dial can precede the outbound listener):
+	// the first publish is retried while the bridge answers 5xx.
+	poll(t, 30*time.Second, "the bridge's first publish through the mesh", func() (bool, string) {
+		start := time.Now()
+		code, body := publishEvent(t, hc, pubURL+"orders.created", "order-0", 0)
+		if code != http.StatusOK {
+			t.Logf("first publish: %d %s in %v", code, strings.TrimSpace(body), time.Since(start).Round(time.Millisecond))
+		}
+		return code == http.StatusOK, fmt.Sprint(code, " ", body)
+	})
+	for i, tc := range []struct{ subject, id string }{
+		{"orders.created", "order-1"}, {"payments.created", "payment-1"}, {"orders.created", "order-2"},
+	} {
+		start := time.Now()
+		code, body := publishEvent(t, hc, pubURL+tc.subject, tc.id, i)
+		took := time.Since(start)
+		if tc.subject == "orders.created" {
+			if code != http.StatusOK {
+				t.Fatalf("publish %s to %s: %d %s", tc.id, tc.subject, code, body)
+			}
+			continue
+		}
+		if code != http.StatusBadGateway || !strings.Contains(body, `Permissions Violation for Publish to \"payments.created\"`) ||
+			!strings.Contains(body, "not authorized") {
+			t.Fatalf("publish %s to %s: %d %s in %v; want 502 quoting the permissions violation", tc.id, tc.subject, code, body, took)
+		}
+		t.Logf("publish to %s refused in %v: %d %s", tc.subject, took.Round(time.Millisecond), code, strings.TrimSpace(body))
+	}
+
+	// The server got the orders (the JetStream acknowledgements say the
+	// stream stored them) and nothing on payments.
+	seen := map[string]string{}
+	deadline := time.After(15 * time.Second)
+	for seen["order-0"] == "" || seen["order-1"] == "" || seen["order-2"] == "" {
+		select {
+		case m := <-got:
+			for k, v := range m.Header {
+				if strings.EqualFold(k, "Ce-Id") && len(v) > 0 {
+					seen[v[0]] = m.Subject // the bridge writes Ce-id
+				}
+			}
+		case <-deadline:
+			t.Fatalf("the server's subscriber saw %v, want order-0, order-1 and order-2", seen)
+		}
+	}
+	if s, ok := seen["payment-1"]; ok {
+		t.Errorf("the refused event reached the server on %s", s)
+	}
+
+	waitMetric(t, "nats-0's sidecar published orders", 3, []*meshProxy{server}, "trellis_nats_messages_total{",
+		`direction="publish"`, `stat_prefix="inbound:default/nats:4222"`, `subject="orders.created"`)
+	waitMetric(t, "nats-0's sidecar refused payments", 1, []*meshProxy{server}, "trellis_nats_denied_total{",
+		`operation="publish"`, `stat_prefix="inbound:default/nats:4222"`, `subject="payments.created"`)
+	waitMetric(t, "publisher's refused publishes", 1, []*meshProxy{pub},
+		"trellis_bridge_published_total{", `broker="nats"`, `topic="payments.created"`, `result="refused"`)
+	poll(t, 10*time.Second, "nats-0's log of the refusal naming the publisher", func() (bool, string) {
+		for l := range strings.Lines(server.p.stderr()) {
+			if strings.Contains(l, "payments.created") && strings.Contains(l, "spiffe_id=spiffe://") && strings.Contains(l, "/default/publisher") {
+				return true, ""
+			}
+		}
+		return false, "no such line"
+	})
 }
