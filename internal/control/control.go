@@ -380,8 +380,10 @@ func (h healthSource) Proxies() []server.ProxySync {
 			if ts.SentVersion != "" && ts.AckedVersion != ts.SentVersion {
 				p.Behind = append(p.Behind, url)
 			}
+			p.Types = append(p.Types, server.TypeSync{TypeURL: url, SentVersion: ts.SentVersion, AckedVersion: ts.AckedVersion})
 		}
 		slices.Sort(p.Behind)
+		slices.SortFunc(p.Types, func(a, b server.TypeSync) int { return strings.Compare(a.TypeURL, b.TypeURL) })
 		p.InSync = len(p.Behind) == 0
 		out = append(out, p)
 	}

@@ -43,6 +43,16 @@ type ProxySync struct {
 	// Behind lists the type URLs whose last sent version is not
 	// acknowledged yet (or was rejected).
 	Behind []string `json:"behind,omitempty"`
+	// Types are the versions of each resource type this replica last sent
+	// the proxy and the proxy last acknowledged, by type URL order.
+	Types []TypeSync `json:"types,omitempty"`
+}
+
+// TypeSync is the xDS state of one resource type of a proxy.
+type TypeSync struct {
+	TypeURL      string `json:"typeURL"`
+	SentVersion  string `json:"sentVersion,omitempty"`
+	AckedVersion string `json:"ackedVersion,omitempty"`
 }
 
 // Health is the answer of GET /api/v1/health.

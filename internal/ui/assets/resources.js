@@ -107,7 +107,8 @@ function xdsCell(dp, sync) {
   else if (sync.inSync) parts.push(h('span', { class: 'badge good' }, 'in sync'));
   else parts.push(h('span', { class: 'badge warn', title: (sync.behind || []).join('\n') }, 'behind: ' + (sync.behind || []).map(shortType).join(', ')));
   for (const x of ns) parts.push(h('span', { class: 'badge bad', title: x.nackError }, 'NACK ' + shortType(x.typeURL)), h('span', { class: 'msg' }, x.nackError || ''));
-  const acked = (st.xds || []).filter((x) => x.ackedVersion).map((x) => `${shortType(x.typeURL)} ${x.ackedVersion}`);
+  const types = (sync && sync.types) || st.xds || [];
+  const acked = types.filter((x) => x.ackedVersion).map((x) => `${shortType(x.typeURL)} ${x.ackedVersion}`);
   if (acked.length) parts.push(h('div', { class: 'muted mono' }, acked.join(' · ')));
   return h('td', { 'data-xds': sync ? (sync.inSync ? 'in-sync' : 'behind') : 'unknown' }, parts);
 }

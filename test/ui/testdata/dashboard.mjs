@@ -159,11 +159,12 @@ try {
     const got = {};
     for (const n of names) {
       const tr = document.querySelector(`table.dataplanes tr[data-dataplane="${n}"]`);
-      got[n] = tr ? { state: tr.querySelector('[data-state]').dataset.state, xds: tr.querySelector('[data-xds]').dataset.xds, cert: tr.querySelector('[data-cert]').innerText.replace(/\s+/g, ' ') } : 'missing';
+      const versions = tr && tr.querySelector('[data-xds] .mono');
+      got[n] = tr ? { state: tr.querySelector('[data-state]').dataset.state, xds: tr.querySelector('[data-xds]').dataset.xds, versions: versions ? versions.innerText : '', cert: tr.querySelector('[data-cert]').innerText.replace(/\s+/g, ' ') } : 'missing';
     }
-    return { ok: names.every((n) => got[n] !== 'missing' && got[n].state === 'connected' && got[n].xds === 'in-sync' && /^expires in \d+h \d+m \d{4}-\d\d-\d\d \d\d:\d\d UTC$/.test(got[n].cert)), got };
+    return { ok: names.every((n) => got[n] !== 'missing' && got[n].state === 'connected' && got[n].xds === 'in-sync' && /(^| )Listener \S+/.test(got[n].versions) && /^expires in \d+h \d+m \d{4}-\d\d-\d\d \d\d:\d\d UTC$/.test(got[n].cert)), got };
   }, DATAPLANES);
-  ok('dataplanes: ' + DATAPLANES.map((n) => `${n.split('/')[1]} ${dps.got[n].state}, ${dps.got[n].cert}`).join('; '));
+  ok('dataplanes: ' + DATAPLANES.map((n) => `${n.split('/')[1]} ${dps.got[n].state}, acked ${dps.got[n].versions}, ${dps.got[n].cert}`).join('; '));
   noProblems('dataplanes');
   await shot(page, 'dataplanes');
 
