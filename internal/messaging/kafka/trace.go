@@ -3,6 +3,7 @@ package kafka
 import (
 	"bytes"
 	"encoding/binary"
+	"encoding/hex"
 	"hash/crc32"
 	"math/rand/v2"
 
@@ -75,15 +76,6 @@ var skipNames = [...]string{
 }
 
 func (r SkipReason) String() string { return skipNames[r] }
-
-// SkipReasons lists every SkipReason, in order.
-func SkipReasons() []SkipReason {
-	rs := make([]SkipReason, numSkipReasons)
-	for i := range rs {
-		rs[i] = SkipReason(i)
-	}
-	return rs
-}
 
 // TraceStats counts records by what the injection did to them.
 type TraceStats struct {
@@ -381,9 +373,7 @@ func (t *Tracer) appendHeader(dst []byte) []byte {
 }
 
 func appendHex(dst []byte, v uint64) []byte {
-	const digits = "0123456789abcdef"
-	for i := 60; i >= 0; i -= 4 {
-		dst = append(dst, digits[(v>>uint(i))&0xf])
-	}
-	return dst
+	var b [8]byte
+	binary.BigEndian.PutUint64(b[:], v)
+	return hex.AppendEncode(dst, b[:])
 }

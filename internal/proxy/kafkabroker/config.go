@@ -46,6 +46,10 @@ type Config struct {
 	Policy *kafka.Policy
 	// MaxFrameBytes bounds a frame in either direction.
 	MaxFrameBytes int
+	// Trace injects traceparent headers into produced records (a
+	// kafka_trace filter with inject_traceparent); nil injects nothing.
+	Trace    *kafka.Tracer
+	traceSet bool
 }
 
 // ParseBroker translates a KafkaBroker. Errors name fields below it.

@@ -167,6 +167,7 @@ func (c *conn) request(frame []byte) ([]byte, error) {
 		return nil, fmt.Errorf("%w: %s v%d", ErrUnauthorizable, kafka.APIName(k), req.Version)
 	}
 	out := frame
+	rewrite := false
 	var denied []kafka.DeniedTopic
 	switch m := req.Msg.(type) {
 	case *kmsg.ProduceRequest:
@@ -188,6 +189,12 @@ func (c *conn) request(frame []byte) ([]byte, error) {
 				}
 				return nil, c.answer(e, kafka.DeniedProduceResponse(req.Version, denied))
 			}
+			rewrite = true
+		}
+		if cfg.Trace != nil && c.inject(m, req.Version) {
+			rewrite = true
+		}
+		if rewrite {
 			out = kafka.AppendRequest(nil, frame, req.Header, m)
 		}
 	case *kmsg.FetchRequest:

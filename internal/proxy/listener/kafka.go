@@ -13,7 +13,8 @@ import (
 )
 
 // buildKafka handles a network filter that is kafka_broker, or the
-// kafka_policy (a TypedStruct) that must follow one, adding it to *cfg.
+// kafka_policy or kafka_trace (TypedStructs) that must follow one, adding
+// it to *cfg.
 // handled is false for any other filter. Errors name fields below the
 // filter.
 func buildKafka(tc *anypb.Any, cfg **kafkabroker.Config) (handled bool, err error) {
@@ -36,7 +37,22 @@ func buildKafka(tc *anypb.Any, cfg **kafkabroker.Config) (handled bool, err erro
 	if !tc.MessageIs(ts) {
 		return false, nil
 	}
-	if err := tc.UnmarshalTo(ts); err != nil || ts.GetTypeUrl() != kafkabroker.PolicyTypeURL {
+	if err := tc.UnmarshalTo(ts); err != nil {
+		return false, nil
+	}
+	if ts.GetTypeUrl() == kafkabroker.TraceTypeURL {
+		switch {
+		case *cfg == nil:
+			return true, errors.New("typed_config: kafka_trace must follow a kafka_broker filter in the chain")
+		case (*cfg).HasTrace():
+			return true, errors.New("typed_config: " + kafkabroker.ErrTraceRepeated.Error())
+		}
+		if err := (*cfg).ApplyTrace(ts); err != nil {
+			return true, decode.PrefixErrors("typed_config", err)
+		}
+		return true, nil
+	}
+	if ts.GetTypeUrl() != kafkabroker.PolicyTypeURL {
 		return false, nil
 	}
 	switch {

@@ -33,13 +33,15 @@ type kafkaCollector struct {
 	denied    *prometheus.CounterVec
 	audited   *prometheus.CounterVec
 	protocol  *prometheus.CounterVec
+	injected  *prometheus.CounterVec
+	skipped   *prometheus.CounterVec
 
 	mu     sync.Mutex
 	topics map[string]map[string]*KafkaTopic // stat_prefix → topic → handles
 }
 
 func (c *kafkaCollector) vecs() []prometheus.Collector {
-	return []prometheus.Collector{c.requests, c.responses, c.errors, c.duration, c.bytes, c.records, c.denied, c.audited, c.protocol}
+	return []prometheus.Collector{c.requests, c.responses, c.errors, c.duration, c.bytes, c.records, c.denied, c.audited, c.protocol, c.injected, c.skipped}
 }
 
 // Describe implements prometheus.Collector.
@@ -72,6 +74,8 @@ func newKafkaCollector() *kafkaCollector {
 		denied:   cv("trellis_kafka_denied_total", "Kafka requests refused: reason api_key (connection closed) or topic (answered TOPIC_AUTHORIZATION_FAILED), by API.", "stat_prefix", "reason", "api"),
 		audited:  cv("trellis_kafka_audited_total", "Kafka requests (or parts of one) an AUDIT rule of the topic policy matched: reported, not refused, by API.", "stat_prefix", "api"),
 		protocol: cv("trellis_kafka_protocol_errors_total", "Kafka connections closed or responses passed unparsed for a protocol error (frame_too_large, malformed, unexpected_response).", "stat_prefix", "reason"),
+		injected: cv("trellis_kafka_trace_injected_total", "Produced records the kafka_trace filter gave a new W3C traceparent header.", "stat_prefix"),
+		skipped:  cv("trellis_kafka_trace_skipped_total", "Produced records the kafka_trace filter left without a new traceparent, by reason (present, compressed, control, legacy_format, version, malformed).", "stat_prefix", "reason"),
 		topics:   map[string]map[string]*KafkaTopic{},
 	}
 }
@@ -86,6 +90,7 @@ type Kafka struct {
 	apis       [128]atomic.Pointer[kafkaAPI]
 	other      *kafkaAPI // keys kmsg does not know
 	protocol   map[string]prometheus.Counter
+	injected   prometheus.Counter
 }
 
 type kafkaAPI struct {
@@ -122,6 +127,7 @@ func (r *Registry) Kafka(statPrefix string) *Kafka {
 		k.protocol[reason] = c.protocol.WithLabelValues(statPrefix, reason)
 	}
 	k.other = k.newAPI("Unknown")
+	k.injected = c.injected.WithLabelValues(statPrefix)
 	return k
 }
 
@@ -196,6 +202,15 @@ func (k *Kafka) ProtocolError(reason string) {
 	if c, ok := k.protocol[reason]; ok {
 		c.Inc()
 	}
+}
+
+// TraceInjected counts n records given a traceparent header.
+func (k *Kafka) TraceInjected(n int64) { k.injected.Add(float64(n)) }
+
+// TraceSkipped counts n records left without a new traceparent for reason
+// (a kafka.SkipReason's name).
+func (k *Kafka) TraceSkipped(reason string, n int64) {
+	k.c.skipped.WithLabelValues(k.statPrefix, reason).Add(float64(n))
 }
 
 // Topic returns the handles of a topic, or of KafkaOtherTopic once the
