@@ -32,6 +32,37 @@ type MeshTracing struct {
 	// header) always wins, so 0 records only traces started upstream.
 	// Default: 1 (DefaultTracingSampling).
 	Sampling *float64 `json:"sampling,omitempty"`
+	// Messaging makes sidecars put trace context on the messages their
+	// applications publish, so traces follow messages across
+	// asynchronous hops. Nil: messages pass as they are.
+	Messaging *MessagingTracing `json:"messaging,omitempty"`
+}
+
+// MessagingTracing chooses the broker protocols on whose publishes the
+// caller's sidecar injects a W3C traceparent (a new trace id and parent
+// id; sampled per the mesh's Sampling) where the message has none. It acts
+// on the publisher's outbound to Service ports of protocol nats or kafka,
+// never on consumers or brokers' sidecars.
+type MessagingTracing struct {
+	// NATS turns a header-less PUB into an HPUB carrying a traceparent
+	// header (the server must support headers, as NATS 2.2+ does). An
+	// HPUB keeps its headers unchanged. Default false.
+	NATS bool `json:"nats,omitempty"`
+	// Kafka adds a traceparent record header to every record of a Produce
+	// request that has none, re-encoding its record batch (lengths and
+	// CRC-32C). Compressed batches pass unchanged. Default false: a
+	// producer that signs or checksums its records end to end would see
+	// them altered. See docs/messaging.md, "Trace context".
+	Kafka bool `json:"kafka,omitempty"`
+}
+
+// MessagingTraceOf returns whether a mesh with tracing t injects trace
+// context into NATS and Kafka publishes.
+func MessagingTraceOf(t *MeshTracing) (nats, kafka bool) {
+	if t == nil || t.Messaging == nil {
+		return false, false
+	}
+	return t.Messaging.NATS, t.Messaging.Kafka
 }
 
 // TracingSamplingOf returns t's sampling percentage, or

@@ -1,6 +1,7 @@
 package v1alpha1_test
 
 import (
+	"strings"
 	"testing"
 
 	api "github.com/trellis-mesh/trellis/api/v1alpha1"
@@ -56,5 +57,38 @@ func TestDefaultMeshTracing(t *testing.T) {
 	api.Default(plain)
 	if plain.Spec.Tracing != nil {
 		t.Errorf("Default turned tracing on: %+v", plain.Spec.Tracing)
+	}
+}
+
+func TestMeshTracingMessaging(t *testing.T) {
+	const doc = `apiVersion: trellis.dev/v1alpha1
+kind: Mesh
+metadata: {name: shop}
+spec:
+  tracing:
+    collector: otel:4317
+    messaging: {nats: true, kafka: true}
+`
+	o, err := api.Decode([]byte(doc))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := o.(*api.Mesh)
+	api.Default(m)
+	if errs := api.Validate(m); len(errs) > 0 {
+		t.Fatal(errs.ToAggregate())
+	}
+	if nats, kafka := api.MessagingTraceOf(m.Spec.Tracing); !nats || !kafka {
+		t.Fatalf("MessagingTraceOf = %v, %v; want both on", nats, kafka)
+	}
+	if nats, kafka := api.MessagingTraceOf(&api.MeshTracing{Collector: "otel:4317"}); nats || kafka {
+		t.Fatal("messaging trace context is on without spec.tracing.messaging")
+	}
+	if nats, kafka := api.MessagingTraceOf(nil); nats || kafka {
+		t.Fatal("messaging trace context is on without spec.tracing")
+	}
+	_, err = api.Decode([]byte(strings.Replace(doc, "kafka: true", "amqp: true", 1)))
+	if err == nil || !strings.Contains(err.Error(), "spec.tracing.messaging.amqp: unknown field") {
+		t.Fatalf("an unknown protocol: error %v", err)
 	}
 }
