@@ -16,6 +16,8 @@ var (
 	route []byte
 	//go:embed policy.yaml
 	policy []byte
+	//go:embed messaging.yaml
+	messaging []byte
 )
 
 // File is one resource file of the demo.
@@ -26,7 +28,7 @@ type File struct {
 
 // Files returns the demo's resource files in the order it applies them.
 func Files() []File {
-	return []File{{"mesh.yaml", mesh}, {"services.yaml", services}, {"route.yaml", route}, {"policy.yaml", policy}}
+	return []File{{"mesh.yaml", mesh}, {"services.yaml", services}, {"messaging.yaml", messaging}, {"route.yaml", route}, {"policy.yaml", policy}}
 }
 
 // Resources returns every file of Files as one multi-document YAML stream.

@@ -106,7 +106,9 @@ func catalogHandler(self ServedBy) http.Handler {
 // reviewsHandler serves GET /reviews/{id}. Version v2 adds star ratings,
 // takes a little longer, and answers 503 to failPercent of its requests
 // (the retries of the demo's TrafficPolicy hide those from the frontend).
-func reviewsHandler(self ServedBy, failPercent float64) http.Handler {
+// Every answered read is passed to viewed, when not nil (the demo
+// publishes it as a reviews.viewed event).
+func reviewsHandler(self ServedBy, failPercent float64, viewed func(ReviewViewed)) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /reviews/{id}", func(w http.ResponseWriter, r *http.Request) {
 		id, err := strconv.Atoi(r.PathValue("id"))
@@ -133,6 +135,9 @@ func reviewsHandler(self ServedBy, failPercent float64) http.Handler {
 			}
 		}
 		writeJSON(w, http.StatusOK, ReviewsAnswer{Product: id, Reviews: rs, ServedBy: self})
+		if viewed != nil {
+			viewed(ReviewViewed{Product: id, Reviews: len(rs), Instance: self.Instance, Version: self.Version})
+		}
 	})
 	return mux
 }
@@ -238,8 +243,9 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 
 // appServer is one running instance of the application.
 type appServer struct {
-	srv *http.Server
-	ln  net.Listener
+	srv   *http.Server
+	ln    net.Listener
+	close func() // when not nil, called once the server has stopped
 }
 
 // startApp serves h on a free loopback port.
@@ -260,5 +266,8 @@ func (a *appServer) port() int { return a.ln.Addr().(*net.TCPAddr).Port }
 func (a *appServer) shutdown(ctx context.Context) {
 	if a.srv.Shutdown(ctx) != nil {
 		a.srv.Close()
+	}
+	if a.close != nil {
+		a.close()
 	}
 }

@@ -48,7 +48,7 @@ func get(t *testing.T, url string, hdr http.Header) (*http.Response, string) {
 
 // headerEcho answers like reviews v1 and records the traceparent it got.
 func headerEcho(got chan<- string) http.Handler {
-	rh := reviewsHandler(ServedBy{"reviews", "reviews-9", "v1"}, 0)
+	rh := reviewsHandler(ServedBy{"reviews", "reviews-9", "v1"}, 0, nil)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		got <- r.Header.Get("traceparent")
 		rh.ServeHTTP(w, r)
@@ -105,7 +105,7 @@ func TestFrontendCombinesCatalogAndReviews(t *testing.T) {
 
 func TestFrontendNamesTheFailingUpstream(t *testing.T) {
 	catalog := startT(t, catalogHandler(ServedBy{"catalog", "catalog-9", "v1"}))
-	reviews := startT(t, reviewsHandler(ServedBy{"reviews", "reviews-9", "v2"}, 100))
+	reviews := startT(t, reviewsHandler(ServedBy{"reviews", "reviews-9", "v2"}, 100, nil))
 	fe := startT(t, &frontend{self: ServedBy{"frontend", "frontend-9", "v1"}, catalog: catalog, reviews: reviews, client: &http.Client{}})
 	resp, body := get(t, fe+"/", nil)
 	if resp.StatusCode != http.StatusBadGateway || !strings.Contains(body, "reviews: 503 Service Unavailable") || strings.Contains(body, "catalog:") {
@@ -114,7 +114,7 @@ func TestFrontendNamesTheFailingUpstream(t *testing.T) {
 }
 
 func TestReviewsVersions(t *testing.T) {
-	v2 := startT(t, reviewsHandler(ServedBy{"reviews", "reviews-2", "v2"}, 0))
+	v2 := startT(t, reviewsHandler(ServedBy{"reviews", "reviews-2", "v2"}, 0, nil))
 	resp, body := get(t, v2+"/reviews/1", nil)
 	var a ReviewsAnswer
 	if err := json.Unmarshal([]byte(body), &a); err != nil || resp.StatusCode != http.StatusOK {

@@ -3,10 +3,12 @@
 // plane (bbolt store, REST API, xDS), applies the resources of
 // examples/demo through the API as `trellis apply` does (a Mesh, the
 // Services with the version subsets of reviews, a 90/10 HTTPRoute canary,
-// a TrafficPolicy), starts the application (frontend calling catalog and
-// reviews v1/v2) with one `trellis proxy` sidecar per instance registered
-// over xDS, and a load generator calling the frontend through a sidecar of
-// its own. Everything runs in this process as goroutines (the sidecars run
+// a TrafficPolicy, a NATS Broker and a Subscription), starts an embedded
+// nats-server with JetStream, the application (frontend calling catalog
+// and reviews v1/v2; reviews publishing a reviews.viewed event per read
+// through its sidecar's HTTP bridge, consumed by notifier) with one
+// `trellis proxy` sidecar per instance registered over xDS, and a load
+// generator calling the frontend through a sidecar of its own. Everything runs in this process as goroutines (the sidecars run
 // the proxy command's own code, proxycmd.Run, over real loopback sockets),
 // so nothing outlives it. It also makes the CLI of another terminal find
 // the demo's control plane (see cliConfig).
@@ -46,9 +48,10 @@ const (
 // Options configure the demo. The zero value runs it without load.
 type Options struct {
 	// RandomPorts makes every port one the system picks. Default: the
-	// control plane's API on 7070 and xDS on 7071, the sidecars' admin on
-	// 9901-9905, their inbound ports 10001-10004 and outbound ports 15001,
-	// 15002 and 15080, each where free, else one the system picks.
+	// control plane's API on 7070 and xDS on 7071, nats-server on 4222,
+	// the sidecars' admin on 9901-9906, their inbound ports 10001-10005,
+	// outbound ports 15001, 15002 and 15080 and bridge ports 15101-15103,
+	// each where free, else one the system picks.
 	RandomPorts bool
 	// Rate is the load generator's requests per second; 0 runs none.
 	Rate float64
@@ -84,7 +87,7 @@ func goTask(f func() error) *task {
 func (t *task) wait() error { <-t.done; return t.err }
 
 // Run runs the demo until ctx ends, then stops everything (load,
-// sidecars, application, control plane), removes the client config it
+// sidecars, application, nats-server, control plane), removes the client config it
 // wrote and its data directory, and returns nil. An error means the demo
 // could not start, or a component failed while it ran.
 func Run(ctx context.Context, o Options) (err error) {
@@ -129,6 +132,10 @@ func Run(ctx context.Context, o Options) (err error) {
 		return err
 	}
 	xdsPort, err := pp.pick(7071)
+	if err != nil {
+		return err
+	}
+	natsPort, err := pp.pick(4222)
 	if err != nil {
 		return err
 	}
@@ -178,7 +185,14 @@ func Run(ctx context.Context, o Options) (err error) {
 	if err != nil {
 		return err
 	}
-	applied, err := applyResources(startCtx, cl, dir)
+
+	// The message broker, stopped after the sidecars that use it.
+	ns, err := startNATS(startCtx, dir, natsPort)
+	if err != nil {
+		return err
+	}
+	defer ns.stop()
+	applied, err := applyResources(startCtx, cl, dir, ns.url)
 	if err != nil {
 		return err
 	}
@@ -233,7 +247,7 @@ func Run(ctx context.Context, o Options) (err error) {
 		defer func() { stopLoad(); load.wait() }()
 	}
 	tour(o.Out, tourInfo{
-		dir: dir, api: apiURL, xds: xdsAddr, dashboard: dashboardURL(apiURL, c.Token()), entry: entry, applied: applied, ins: ins, rate: o.Rate,
+		dir: dir, api: apiURL, xds: xdsAddr, nats: ns.url, dashboard: dashboardURL(apiURL, c.Token()), entry: entry, applied: applied, ins: ins, rate: o.Rate,
 		config: cc.describe(filepath.Join(dir, client.ConfigFile)), route: routePath(dir),
 	})
 	toured = true
@@ -252,15 +266,17 @@ func Run(ctx context.Context, o Options) (err error) {
 func hostPort(url string) string { return strings.TrimPrefix(url, "http://") }
 
 // applyResources writes the demo's resource files to dir/resources and
-// applies them through the API, as `trellis apply -f` does; it returns the
-// results as KIND/NAME.
-func applyResources(ctx context.Context, cl *client.Client, dir string) ([]string, error) {
+// applies them through the API, as `trellis apply -f` does, with the
+// Broker's address replaced by natsURL; it returns the results as
+// KIND/NAME.
+func applyResources(ctx context.Context, cl *client.Client, dir, natsURL string) ([]string, error) {
+	addr := strings.NewReplacer(defaultNATSAddr, natsURL)
 	for _, f := range demofiles.Files() {
-		if _, err := writeFile(filepath.Join(dir, "resources"), f.Name, f.Data); err != nil {
+		if _, err := writeFile(filepath.Join(dir, "resources"), f.Name, []byte(addr.Replace(string(f.Data)))); err != nil {
 			return nil, err
 		}
 	}
-	results, err := cl.Apply(ctx, bytes.NewReader(demofiles.Resources()))
+	results, err := cl.Apply(ctx, strings.NewReader(addr.Replace(string(demofiles.Resources()))))
 	if err != nil {
 		return nil, fmt.Errorf("apply examples/demo: %w", err)
 	}
@@ -290,7 +306,17 @@ func startApps(ins []*instance) (map[string]*appServer, error) {
 			if in.version == "v2" {
 				fail = 2
 			}
-			h = reviewsHandler(self, fail)
+			pub := newPublisher(in.publishURL(topicViewed), "/demo/reviews/"+in.name)
+			a, err := startApp(reviewsHandler(self, fail, func(ev ReviewViewed) { pub.publish(ev) }))
+			if err != nil {
+				pub.close()
+				return apps, fmt.Errorf("%s: %w", in.name, err)
+			}
+			a.close = pub.close
+			apps[in.name] = a
+			continue
+		case "notifier":
+			h = (&notifier{self: self, failPercent: 2}).handler()
 		case "frontend":
 			h = &frontend{self: self, catalog: in.outboundURL("catalog"), reviews: in.outboundURL("reviews"),
 				client: &http.Client{Timeout: 5 * time.Second}}

@@ -5,7 +5,9 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -15,6 +17,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/trellis-mesh/trellis/internal/control/client"
 )
 
 // lockedBuffer is a bytes.Buffer written and read from several goroutines.
@@ -36,8 +40,11 @@ func (l *lockedBuffer) String() string {
 }
 
 // TestRun runs the whole demo in the test's process (under -race): it
-// answers through the mesh, sums up its load, and stops cleanly, leaving
-// neither the client config it wrote nor its data directory.
+// answers through the mesh, sums up its load, carries reviews.viewed
+// events from reviews to notifier through NATS (published and delivered
+// in the control plane's topic metrics), and stops cleanly, leaving
+// neither the client config it wrote, nor its data directory, nor a
+// listening nats-server.
 func TestRun(t *testing.T) {
 	cfg := filepath.Join(t.TempDir(), "config.yaml")
 	var out, log lockedBuffer
@@ -68,6 +75,9 @@ func TestRun(t *testing.T) {
 	entry := m[1]
 	wait("data directory", regexp.MustCompile(`data in (\S+) \(removed at exit\)`))
 	dir := m[1]
+	wait("nats-server", regexp.MustCompile(`(?m)^  messaging\s+nats-server nats://(127\.0\.0\.1:\d+) with JetStream`))
+	natsAddr := m[1]
+	wait("stat topic in the tour", regexp.MustCompile(`(?m)^  trellis stat topic\s+# events per topic`))
 
 	resp, err := http.Get(entry)
 	if err != nil {
@@ -85,6 +95,7 @@ func TestRun(t *testing.T) {
 	wait("load summary", regexp.MustCompile(`(?m)^load: \d+ requests in 300ms, [1-9]\d* ok`))
 	wait("dashboard URL", regexp.MustCompile(`(?m)^  dashboard\s+(http://\S+)/ui/#token=(\S+)$`))
 	checkDashboard(t, m[1], m[2])
+	checkTopic(t, m[1], m[2], 30*time.Second)
 
 	cancel()
 	select {
@@ -103,6 +114,45 @@ func TestRun(t *testing.T) {
 	if resp, err := http.Get(entry); err == nil {
 		resp.Body.Close()
 		t.Errorf("the frontend still answers after Run")
+	}
+	if c, err := net.DialTimeout("tcp", natsAddr, time.Second); err == nil {
+		c.Close()
+		t.Errorf("nats-server on %s still accepts connections after Run", natsAddr)
+	}
+}
+
+// checkTopic polls the control plane's topic metrics until reviews.viewed
+// of the Broker events shows messages published and delivered.
+func checkTopic(t *testing.T, api, fragToken string, within time.Duration) {
+	t.Helper()
+	token, err := url.QueryUnescape(fragToken)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cl, err := client.New(client.Config{Server: api, Token: token})
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(within)
+	last := "no answer"
+	for {
+		res, err := cl.Topics(context.Background(), client.StatsQuery{Kind: "topic", Window: time.Minute})
+		if err != nil {
+			last = err.Error()
+		} else {
+			last = fmt.Sprintf("%+v", res.Rows)
+			for _, r := range res.Rows {
+				if r.Broker == brokerName && r.Topic == topicViewed && r.Via == "bridge" && r.Counts.Published > 0 && r.Counts.Delivered > 0 {
+					t.Logf("topic %s: published %d, delivered %d, retried %d, dead-lettered %d",
+						r.Topic, r.Counts.Published, r.Counts.Delivered, r.Counts.Retried, r.Counts.DeadLettered)
+					return
+				}
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("within %v, no topic %s of broker %s with messages published and delivered; last: %s", within, topicViewed, brokerName, last)
+		}
+		time.Sleep(250 * time.Millisecond) // polling the control plane's metrics
 	}
 }
 

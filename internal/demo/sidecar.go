@@ -23,6 +23,7 @@ type instance struct {
 	admin              int            // the sidecar's admin port
 	inbound            int            // the sidecar's inbound port; 0 for a client only
 	outbound           []outboundPort // the services the instance calls
+	bridge             int            // the sidecar's HTTP bridge port; 0 for none
 }
 
 type outboundPort struct {
@@ -31,7 +32,8 @@ type outboundPort struct {
 }
 
 // instances are the demo's instances: the load generator calls the
-// frontend, which calls catalog and reviews (v1 and v2).
+// frontend, which calls catalog and reviews (v1 and v2); reviews publishes
+// through its sidecars' HTTP bridge, and notifier consumes through its own.
 func instances() []*instance {
 	return []*instance{
 		{name: "loadgen-1", app: "loadgen", version: "v1", admin: 9901,
@@ -39,8 +41,9 @@ func instances() []*instance {
 		{name: "frontend-1", app: "frontend", version: "v1", admin: 9902, inbound: 10001,
 			outbound: []outboundPort{{"catalog", 15001}, {"reviews", 15002}}},
 		{name: "catalog-1", app: "catalog", version: "v1", admin: 9903, inbound: 10002},
-		{name: "reviews-1", app: "reviews", version: "v1", admin: 9904, inbound: 10003},
-		{name: "reviews-2", app: "reviews", version: "v2", admin: 9905, inbound: 10004},
+		{name: "reviews-1", app: "reviews", version: "v1", admin: 9904, inbound: 10003, bridge: 15101},
+		{name: "reviews-2", app: "reviews", version: "v2", admin: 9905, inbound: 10004, bridge: 15102},
+		{name: "notifier-1", app: "notifier", version: "v1", admin: 9906, inbound: 10005, bridge: 15103},
 	}
 }
 
@@ -52,6 +55,12 @@ func (in *instance) outboundURL(service string) string {
 		}
 	}
 	return ""
+}
+
+// publishURL is where in's application publishes to topic of the demo's
+// Broker: its sidecar's HTTP bridge.
+func (in *instance) publishURL(topic string) string {
+	return fmt.Sprintf("http://127.0.0.1:%d/publish/%s/%s", in.bridge, brokerName, topic)
 }
 
 // dataplane is in's Dataplane document with its application on appPort.
@@ -68,6 +77,9 @@ func (in *instance) dataplane(appPort int) []byte {
 		for _, o := range in.outbound {
 			fmt.Fprintf(&b, "  - {service: %s, localPort: %d}\n", o.service, o.port)
 		}
+	}
+	if in.bridge != 0 {
+		fmt.Fprintf(&b, "  bridge: {port: %d}  # the HTTP bridge to the Brokers (examples/demo/messaging.yaml)\n", in.bridge)
 	}
 	return b.Bytes()
 }
@@ -110,6 +122,11 @@ func (p *portPicker) assign(in *instance) error {
 	}
 	for i := range in.outbound {
 		if in.outbound[i].port, err = p.pick(in.outbound[i].port); err != nil {
+			return err
+		}
+	}
+	if in.bridge != 0 {
+		if in.bridge, err = p.pick(in.bridge); err != nil {
 			return err
 		}
 	}

@@ -13,6 +13,7 @@ import (
 type tourInfo struct {
 	dir       string      // the data directory
 	api, xds  string      // the control plane's http://HOST:PORT and HOST:PORT
+	nats      string      // the nats-server's nats://HOST:PORT
 	dashboard string      // the web dashboard's URL, token included (dashboardURL)
 	entry     string      // the frontend through the load generator's sidecar
 	applied   []string    // KIND/NAME of the applied resources
@@ -30,6 +31,9 @@ func tour(w io.Writer, t tourInfo) {
 	fmt.Fprintf(tw, "  resources\texamples/demo, applied through the API: %s\n", strings.Join(t.applied, ", "))
 	fmt.Fprintf(tw, "  application\tloadgen -> frontend -> catalog\n")
 	fmt.Fprintf(tw, "  \t                      -> reviews: 90%% v1, 10%% v2 (HTTPRoute reviews-canary)\n")
+	fmt.Fprintf(tw, "  \treviews ~> %s ~> notifier: an event per review read, through the sidecars' HTTP bridge\n", topicViewed)
+	fmt.Fprintf(tw, "  messaging\tnats-server %s with JetStream, store %s; Broker %s, Subscription notifier-reviews\n",
+		t.nats, filepath.Join(t.dir, "nats"), brokerName)
 	for i, in := range t.ins {
 		label := ""
 		if i == 0 {
@@ -43,7 +47,7 @@ func tour(w io.Writer, t tourInfo) {
 		fmt.Fprintf(tw, "  load\t%g requests/s to the frontend through loadgen-1's sidecar, summed up below\n", t.rate)
 	}
 	fmt.Fprintf(tw, "  dashboard\t%s\n", t.dashboard)
-	fmt.Fprintf(tw, "  \tin a browser on this machine: service graph, golden metrics, resources, sidecars, live tap\n")
+	fmt.Fprintf(tw, "  \tin a browser on this machine: service graph, golden metrics, messaging, resources, sidecars, live tap\n")
 	tw.Flush()
 
 	fmt.Fprintf(w, "\n%s\n", t.config)
@@ -58,6 +62,7 @@ func tour(w io.Writer, t tourInfo) {
 		{"trellis stat", "golden metrics per service (a minute of data)"},
 		{"trellis stat service reviews-v2 --from frontend", ""},
 		{"trellis edges", "who calls whom, over mutual TLS"},
+		{"trellis stat topic", "events per topic: published, delivered, retried"},
 		{"trellis tap reviews", "live requests to reviews; Ctrl-C ends it"},
 		{"trellis check", "is everything healthy?"},
 		{"trellis get httproute reviews-canary -o yaml", ""},
@@ -91,6 +96,9 @@ func ports(in *instance) string {
 			sep = "  outbound "
 		}
 		s += fmt.Sprintf("%s%s :%d", sep, o.service, o.port)
+	}
+	if in.bridge != 0 {
+		s += fmt.Sprintf("  bridge :%d", in.bridge)
 	}
 	if in.app == "reviews" {
 		s += "  (" + in.version + ")"
