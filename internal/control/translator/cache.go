@@ -175,7 +175,7 @@ func (b *builder) outboundFilter(s *service, port int32) *builtOutbound {
 			}}}
 			o.filters = []*listenerv3.Filter{b.rdsFilter(cname, rc)}
 		} else {
-			o.filters = messagingFilters(s, port, false, b.tcpProxy(cname, b.tcpRoute(s, port), &s.policy), nil)
+			o.filters = messagingFilters(s, port, false, b.tcpProxy(cname, b.tcpRoute(s, port), &s.policy), nil, b.m.tracing)
 		}
 	})
 	if uncached {

@@ -113,7 +113,7 @@ func (b *builder) inbound(in v1alpha1.Inbound) {
 	} else {
 		filter = b.m.inboundFilter(key, mk)
 	}
-	filters := append(acc.network(), messagingFilters(served, sp, true, filter, acc)...)
+	filters := append(acc.network(), messagingFilters(served, sp, true, filter, acc, nil)...)
 	b.res.Listeners = append(b.res.Listeners, b.inboundListener("inbound:"+dp.Spec.Address+":"+strconv.Itoa(int(in.Port)), dp.Spec.Address, in.Port, proto, filters))
 }
 

@@ -27,12 +27,17 @@ import (
 // RBAC network filters of access.go, which decide whole connections); a
 // caller's outbound to a kafka port with spec.outbound[].kafka gets the
 // per-broker listeners and the id-based broker address rewrite of
-// messaging_kafka.go. Not done: W3C traceparent injection, which the NATS
-// filter supports but the mesh does not turn on.
+// messaging_kafka.go. With the Mesh's spec.tracing.messaging, the
+// caller's outbound (the publishing side, never an inbound) injects W3C
+// traceparent: the NATS filter's inject_traceparent, or a kafka_trace
+// filter after kafka_broker.
 const (
 	natsFilterName  = "trellis.filters.network.nats"
 	natsTypeURL     = "type.googleapis.com/trellis.filters.network.nats.v1.Nats"
 	kafkaFilterName = "envoy.filters.network.kafka_broker"
+	kafkaTraceName  = "trellis.filters.network.kafka_trace"
+	// kafkaTraceTypeURL is internal/proxy/kafkabroker.TraceTypeURL.
+	kafkaTraceTypeURL = "type.googleapis.com/trellis.filters.network.kafka.v1.Trace"
 )
 
 // messagingKey caches, in a service's cache, the protocol filter of one of
@@ -59,54 +64,73 @@ func messagingStatPrefix(k ServiceKey, port int32, inbound bool) string {
 	return "outbound:" + ClusterName(k, port)
 }
 
-// messagingFilters returns the protocol filter of port of s on one side
+// messagingFilters returns the protocol filters of port of s on one side
 // followed by next (tcp_proxy), or next alone when the port's protocol has
 // no filter (or s is nil). On an inbound, acc's protocol filters (with a
 // topic or subject policy, access_messaging.go) take the place of the
-// plain one.
-func messagingFilters(s *service, port int32, inbound bool, next *listenerv3.Filter, acc *access) []*listenerv3.Filter {
+// plain one. tr is the mesh's tracing: on an outbound, its messaging
+// settings turn on traceparent injection.
+func messagingFilters(s *service, port int32, inbound bool, next *listenerv3.Filter, acc *access, tr *meshTracing) []*listenerv3.Filter {
 	if s == nil || !isMessaging(protocolOf(portOf(s.spec, port))) {
 		return []*listenerv3.Filter{next}
 	}
 	if acc != nil && len(acc.msg) > 0 {
 		return append(slices.Clone(acc.msg), next)
 	}
-	return []*listenerv3.Filter{messagingFilter(s, port, inbound), next}
+	return append(slices.Clone(messagingFilter(s, port, inbound, tr)), next)
 }
 
-// messagingFilter returns the protocol filter of port of s on one side,
-// built once per Index.
-func messagingFilter(s *service, port int32, inbound bool) *listenerv3.Filter {
+// messagingFilter returns the protocol filters of port of s on one side,
+// built once per Index (a Mesh change, which may change tr, makes a new
+// one: update.go).
+func messagingFilter(s *service, port int32, inbound bool, tr *meshTracing) []*listenerv3.Filter {
 	k := messagingKey{port, inbound}
 	if !uncached {
 		if v, ok := s.cache.Load(k); ok {
-			return v.(*listenerv3.Filter)
+			return v.([]*listenerv3.Filter)
 		}
 	}
+	var natsTrace, kafkaTrace bool
+	if !inbound && tr != nil {
+		natsTrace, kafkaTrace = v1alpha1.MessagingTraceOf(tr.spec)
+	}
 	prefix := messagingStatPrefix(s.key, port, inbound)
-	var f *listenerv3.Filter
+	var fs []*listenerv3.Filter
 	if protocolOf(portOf(s.spec, port)) == v1alpha1.ProtocolNATS {
-		f = natsFilter(prefix)
+		fs = []*listenerv3.Filter{natsFilter(prefix, natsTrace)}
 	} else {
-		f = kafkaFilter(prefix)
+		fs = []*listenerv3.Filter{kafkaFilter(prefix)}
+		if kafkaTrace {
+			fs = append(fs, kafkaTraceFilter(tr.sampling))
+		}
 	}
 	if uncached {
-		return f
+		return fs
 	}
-	v, _ := s.cache.LoadOrStore(k, f)
-	return v.(*listenerv3.Filter)
+	v, _ := s.cache.LoadOrStore(k, fs)
+	return v.([]*listenerv3.Filter)
 }
 
 // natsFilter is Trellis' NATS filter without a policy: it observes and
-// allows everything.
-func natsFilter(statPrefix string) *listenerv3.Filter {
-	ts := &xdstypev3.TypedStruct{
-		TypeUrl: natsTypeURL,
-		Value: &structpb.Struct{Fields: map[string]*structpb.Value{
-			"stat_prefix": structpb.NewStringValue(statPrefix),
-		}},
+// allows everything, and with inject turns PUBs into HPUBs carrying a
+// traceparent.
+func natsFilter(statPrefix string, inject bool) *listenerv3.Filter {
+	fields := map[string]*structpb.Value{"stat_prefix": structpb.NewStringValue(statPrefix)}
+	if inject {
+		fields["inject_traceparent"] = structpb.NewBoolValue(true)
 	}
+	ts := &xdstypev3.TypedStruct{TypeUrl: natsTypeURL, Value: &structpb.Struct{Fields: fields}}
 	return &listenerv3.Filter{Name: natsFilterName, ConfigType: &listenerv3.Filter_TypedConfig{TypedConfig: mustAny(ts)}}
+}
+
+// kafkaTraceFilter is Trellis' kafka_trace filter injecting traceparent
+// record headers, sampled at the mesh's percentage.
+func kafkaTraceFilter(sampling float64) *listenerv3.Filter {
+	ts := &xdstypev3.TypedStruct{TypeUrl: kafkaTraceTypeURL, Value: &structpb.Struct{Fields: map[string]*structpb.Value{
+		"inject_traceparent": structpb.NewBoolValue(true),
+		"sampling":           structpb.NewNumberValue(sampling),
+	}}}
+	return &listenerv3.Filter{Name: kafkaTraceName, ConfigType: &listenerv3.Filter_TypedConfig{TypedConfig: mustAny(ts)}}
 }
 
 // kafkaFilter is Envoy's Kafka broker filter without an address rewrite:

@@ -81,7 +81,7 @@ func (m *meshIndex) brokerEndpoints(s *service, port int32) map[int32][]endpoint
 // address rewrite (built for each translation: they follow the brokers'
 // Dataplanes).
 func (b *builder) outboundListeners(s *service, port int32, out v1alpha1.Outbound, o *builtOutbound) []types.Resource {
-	if out.Kafka == nil || protocolOf(portOf(s.spec, port)) != v1alpha1.ProtocolKafka || len(o.filters) != 2 || o.filters[0].GetName() != kafkaFilterName {
+	if out.Kafka == nil || protocolOf(portOf(s.spec, port)) != v1alpha1.ProtocolKafka || len(o.filters) < 2 || o.filters[0].GetName() != kafkaFilterName {
 		return []types.Resource{o.listener(out.LocalPort)}
 	}
 	first, last := out.Kafka.BrokerPorts()
@@ -102,7 +102,12 @@ func (b *builder) outboundListeners(s *service, port int32, out v1alpha1.Outboun
 		BrokerAddressRewriteSpec: &kafkav3.KafkaBroker_IdBasedBrokerAddressRewriteSpec{IdBasedBrokerAddressRewriteSpec: spec},
 	}
 	kf := &listenerv3.Filter{Name: kafkaFilterName, ConfigType: &listenerv3.Filter_TypedConfig{TypedConfig: mustAny(kb)}}
-	ls := []types.Resource{listener("outbound:"+localhost+":"+strconv.Itoa(int(out.LocalPort)), localhost, out.LocalPort, kf, o.filters[1])}
+	// Filters after kafka_broker (kafka_trace) stay; tcp_proxy is last.
+	mid := o.filters[1 : len(o.filters)-1]
+	chain := func(tcp *listenerv3.Filter) []*listenerv3.Filter {
+		return append(append([]*listenerv3.Filter{kf}, mid...), tcp)
+	}
+	ls := []types.Resource{listener("outbound:"+localhost+":"+strconv.Itoa(int(out.LocalPort)), localhost, out.LocalPort, chain(o.filters[len(o.filters)-1])...)}
 	cname := ClusterName(s.key, port)
 	base := b.secured(s, port, s.built(port, b.p.Proxyless))
 	for _, id := range ids {
@@ -110,7 +115,7 @@ func (b *builder) outboundListeners(s *service, port int32, out v1alpha1.Outboun
 		b.addBrokerCluster(name, base.cluster, eps[id])
 		tcp := b.tcpProxy(cname, &tcpproxyv3.TcpProxy{ClusterSpecifier: &tcpproxyv3.TcpProxy_Cluster{Cluster: name}}, &s.policy)
 		lp := first + id
-		ls = append(ls, listener("outbound:"+localhost+":"+strconv.Itoa(int(lp)), localhost, lp, kf, tcp))
+		ls = append(ls, listener("outbound:"+localhost+":"+strconv.Itoa(int(lp)), localhost, lp, chain(tcp)...))
 	}
 	return ls
 }

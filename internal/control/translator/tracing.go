@@ -47,6 +47,7 @@ const (
 
 // meshTracing is a Mesh's spec.tracing, prepared once per Index.
 type meshTracing struct {
+	spec     *v1alpha1.MeshTracing
 	sampling float64
 	cluster  *clusterv3.Cluster // shared by every sidecar of the mesh
 }
@@ -77,7 +78,7 @@ func newMeshTracing(t *v1alpha1.MeshTracing) *meshTracing {
 		},
 	}
 	setHTTP2(c, v1alpha1.ProtocolGRPC) // OTLP/gRPC; Envoy's gRPC clients need an HTTP/2 cluster
-	return &meshTracing{sampling: v1alpha1.TracingSamplingOf(t), cluster: c}
+	return &meshTracing{spec: t, sampling: v1alpha1.TracingSamplingOf(t), cluster: c}
 }
 
 // tracedAs returns the service name a sidecar's spans carry: its identity
