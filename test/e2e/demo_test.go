@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -36,8 +37,10 @@ type demoPage struct {
 // frontend answers through the mesh with catalog's and reviews' content,
 // the plain CLI (its config where the demo put it) lists every sidecar
 // connected, the 90/10 canary shows in the answers and moves when the
-// route is applied again, and Ctrl-C stops everything, exit 0, leaving no
-// process, port, file or directory behind.
+// route is applied again, `trellis stat topic` shows reviews.viewed events
+// published and delivered through NATS, and Ctrl-C stops everything, exit
+// 0, leaving no process, port (the nats-server's included), file or
+// directory behind.
 func TestDemo(t *testing.T) {
 	home := t.TempDir()
 	cfg := filepath.Join(home, "trellis-config.yaml") // not there yet: the demo writes it
@@ -49,7 +52,9 @@ func TestDemo(t *testing.T) {
 	d := start(t, "demo", "--random-ports", "--rate", "20", "--report-every", "1s")
 	dataDir := d.waitLine(`^Trellis demo: .*data in (\S+) \(removed at exit\)`)[1]
 	api := d.waitLine(`control plane\s+API (http://\S+), xDS (\S+),`)
+	natsAddr := d.waitLine(`^\s+messaging\s+nats-server nats://(\S+) with JetStream`)[1]
 	entry := d.waitLine(`curl -s (http://\S+)\s+# the frontend, through the mesh`)[1]
+	d.waitLine(`^\s+trellis stat topic\s+# events per topic`)
 	d.waitLine(`^Ctrl-C stops everything`)
 	t.Logf("the demo was up in %v", time.Since(started).Round(time.Millisecond))
 
@@ -70,7 +75,7 @@ func TestDemo(t *testing.T) {
 	for _, dp := range dps.Items {
 		connected[dp.Metadata.Name] = dp.Status.Connected
 	}
-	for _, name := range []string{"loadgen-1", "frontend-1", "catalog-1", "reviews-1", "reviews-2"} {
+	for _, name := range []string{"loadgen-1", "frontend-1", "catalog-1", "reviews-1", "reviews-2", "notifier-1"} {
 		if !connected[name] {
 			t.Errorf("trellis get dp: %s not connected; all: %v", name, connected)
 		}
@@ -95,6 +100,10 @@ func TestDemo(t *testing.T) {
 
 	// trellis tap, as the tour says: live requests from the sidecars.
 	tapDemo(t, cfg)
+
+	// trellis stat topic, as the tour says: reviews publishes an event per
+	// read through its sidecar's bridge, notifier's sidecar delivers them.
+	statTopicDemo(t, cfg, 45*time.Second)
 
 	// Shift everything to v2, as the tour says (with a file instead of sed).
 	route, err := os.ReadFile("../../examples/demo/route.yaml")
@@ -126,7 +135,7 @@ func TestDemo(t *testing.T) {
 			t.Errorf("child process %d of the demo is still there after it exited", pid)
 		}
 	}
-	for _, addr := range []string{hostPort(api[1]), api[2], hostPort(strings.TrimSuffix(entry, "/"))} {
+	for _, addr := range []string{hostPort(api[1]), api[2], hostPort(strings.TrimSuffix(entry, "/")), natsAddr} {
 		if c, err := net.DialTimeout("tcp", addr, time.Second); err == nil {
 			c.Close()
 			t.Errorf("%s still accepts connections after the demo exited", addr)
@@ -138,6 +147,47 @@ func TestDemo(t *testing.T) {
 	if _, err := os.Stat(dataDir); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("the data directory %s is still there (%v)", dataDir, err)
 	}
+}
+
+// statTopicDemo polls `trellis stat topic -o json` until the Broker
+// events' topic reviews.viewed shows messages published and delivered by
+// the bridge, within the given time.
+func statTopicDemo(t *testing.T, cfg string, within time.Duration) {
+	t.Helper()
+	type row struct {
+		Broker, Topic, Via string
+		Counts             struct{ Published, Delivered, Retried, DeadLettered uint64 }
+		PerSecond          struct{ Published, Delivered float64 }
+	}
+	var found row
+	var next time.Time
+	last := "not run yet"
+	poll(t, within, "trellis stat topic: reviews.viewed published > 0 and delivered > 0", func() (bool, string) {
+		if time.Now().Before(next) {
+			return false, last // one CLI run every 500ms
+		}
+		next = time.Now().Add(500 * time.Millisecond)
+		code, out, errOut := cli(t, cfg, "stat", "topic", "-o", "json")
+		if code != 0 {
+			last = fmt.Sprintf("exit %d: %s", code, errOut)
+			return false, last
+		}
+		var res struct{ Rows []row }
+		if err := json.Unmarshal([]byte(out), &res); err != nil {
+			t.Fatalf("trellis stat topic -o json: %v\n%s", err, out)
+		}
+		last = out
+		for _, r := range res.Rows {
+			if r.Broker == "events" && r.Topic == "reviews.viewed" && r.Via == "bridge" &&
+				r.Counts.Published > 0 && r.Counts.Delivered > 0 && r.PerSecond.Published > 0 && r.PerSecond.Delivered > 0 {
+				found = r
+				return true, ""
+			}
+		}
+		return false, last
+	})
+	t.Logf("trellis stat topic: reviews.viewed published %d (%.1f/s), delivered %d (%.1f/s), retried %d, dead-lettered %d",
+		found.Counts.Published, found.PerSecond.Published, found.Counts.Delivered, found.PerSecond.Delivered, found.Counts.Retried, found.Counts.DeadLettered)
 }
 
 // tapDemo runs `trellis tap reviews --count 10 -o json` against the demo,
