@@ -25,6 +25,11 @@ const traceValueLen = 55
 // the value.
 const traceHeaderLen = 1 + len(TraceHeader) + 1 + traceValueLen
 
+// minRecordLen is the smallest encoded record: one byte each for the
+// length, attributes, timestamp delta, offset delta, key length, value
+// length and header count.
+const minRecordLen = 7
+
 // Offsets in a record batch (magic 2) after the ones records.go uses.
 const (
 	batchCRCOff   = 17 // crc: CRC-32C of everything from attributes on
@@ -124,7 +129,7 @@ func (t *Tracer) InjectProduce(m *kmsg.ProduceRequest, version int16, st *TraceS
 	for i := range m.Topics {
 		for j := range m.Topics[i].Partitions {
 			rec := m.Topics[i].Partitions[j].Records
-			size += len(rec) + int(CountRecords(rec))*(traceHeaderLen+2)
+			size += len(rec) + int(boundedCount(rec))*(traceHeaderLen+2)
 		}
 	}
 	var buf []byte
@@ -162,13 +167,13 @@ func (t *Tracer) AppendRecords(dst, records []byte, st *TraceStats) ([]byte, boo
 	for b := records; len(b) > 0; {
 		size, ok := batchSize(b)
 		if !ok {
-			st.Skipped[SkipMalformed] += CountRecords(records)
+			st.Skipped[SkipMalformed] += boundedCount(records)
 			return dst[:start], false
 		}
 		var did bool
 		dst, did, ok = t.appendBatch(dst, b[:size], &local)
 		if !ok {
-			st.Skipped[SkipMalformed] += CountRecords(records)
+			st.Skipped[SkipMalformed] += boundedCount(records)
 			return dst[:start], false
 		}
 		changed = changed || did
@@ -179,6 +184,12 @@ func (t *Tracer) AppendRecords(dst, records []byte, st *TraceStats) ([]byte, boo
 		return dst[:start], false
 	}
 	return dst, true
+}
+
+// boundedCount is CountRecords(b), but no more records than b can hold:
+// batch headers may claim any count.
+func boundedCount(b []byte) int64 {
+	return min(CountRecords(b), int64(len(b)/minRecordLen))
 }
 
 // batchSize returns the size of the batch or legacy message at the head of

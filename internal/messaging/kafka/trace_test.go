@@ -241,6 +241,19 @@ func TestInjectProduce(t *testing.T) {
 			}
 		})
 	}
+	t.Run("claimed count", func(t *testing.T) {
+		// A header claiming 2^31-1 records must not size the buffer.
+		b := realBatch(0, rec("", "v"))
+		binary.BigEndian.PutUint32(b[batchCountOff:], 1<<31-1)
+		m := produceRequest(9, map[string][][]byte{"a": {b}})
+		var st TraceStats
+		if tr.InjectProduce(m, 9, &st) || st.Skipped[SkipMalformed] != int64(len(b)/minRecordLen) {
+			t.Fatalf("stats %+v", st)
+		}
+		if allocs := testing.AllocsPerRun(10, func() { tr.InjectProduce(m, 9, &st) }); allocs > 1 {
+			t.Fatalf("%v allocations", allocs)
+		}
+	})
 	t.Run("v2", func(t *testing.T) {
 		m := produceRequest(2, map[string][][]byte{"a": {realBatch(0, rec("", "v"))}})
 		var st TraceStats
@@ -304,6 +317,37 @@ func FuzzInjectRecords(f *testing.F) {
 					t.Fatalf("record %d: key or value changed", j)
 				}
 			}
+		}
+	})
+}
+
+// FuzzInjectProduce: injection into any Produce request the proxy parses
+// never panics, and the request it re-encodes parses again.
+func FuzzInjectProduce(f *testing.F) {
+	for _, s := range seedRequests()[:2] {
+		f.Add(s[4:])
+	}
+	f.Add(requestFrame(produceRequest(9, map[string][][]byte{"a": {realBatch(0, rec("k", "v"), rec("", "w", "h", "x"))}, "b": {realBatch(1, rec("", ""))}}), 1, "c")[4:])
+	tr := &Tracer{Sampling: 100}
+	f.Fuzz(func(t *testing.T, msg []byte) {
+		frame := append(binary.BigEndian.AppendUint32(nil, uint32(len(msg))), msg...)
+		r, err := ParseRequest(frame)
+		if err != nil {
+			return
+		}
+		m, ok := r.Msg.(*kmsg.ProduceRequest)
+		if !ok {
+			return
+		}
+		var st TraceStats
+		if !tr.InjectProduce(m, r.Version, &st) {
+			return
+		}
+		if st.Injected == 0 {
+			t.Fatal("changed, yet nothing injected")
+		}
+		if _, err := ParseRequest(AppendRequest(nil, frame, r.Header, m)); err != nil {
+			t.Fatalf("re-encoded request does not parse: %v", err)
 		}
 	})
 }
