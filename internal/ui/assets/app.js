@@ -8,9 +8,10 @@ import { h } from './dom.js';
 import { overview, services, routes } from './views.js';
 import { resources, dataplanes } from './resources.js';
 import { tap } from './tap.js';
+import { messaging } from './messaging.js';
 
 const REFRESH_MS = 3000;
-const VIEWS = { overview, services, routes, resources, dataplanes, tap };
+const VIEWS = { overview, services, routes, messaging, resources, dataplanes, tap };
 
 const main = document.getElementById('main');
 const status = document.getElementById('status');

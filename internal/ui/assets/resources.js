@@ -16,7 +16,7 @@ const KINDS = [
 ];
 
 /** list lists a kind; null when the control plane does not know it. */
-async function list(plural, signal) {
+export async function list(plural, signal) {
   try {
     return (await get('/api/v1/' + plural, signal)).items || [];
   } catch (err) {
@@ -25,8 +25,8 @@ async function list(plural, signal) {
   }
 }
 
-const fullName = (o) => (o.metadata.namespace ? `${o.metadata.namespace}/${o.metadata.name}` : o.metadata.name);
-const meshOf = (o) => (o.kind === 'Mesh' ? o.metadata.name : (o.metadata.labels || {})['trellis.dev/mesh'] || 'default');
+export const fullName = (o) => (o.metadata.namespace ? `${o.metadata.namespace}/${o.metadata.name}` : o.metadata.name);
+export const meshOf = (o) => (o.kind === 'Mesh' ? o.metadata.name : (o.metadata.labels || {})['trellis.dev/mesh'] || 'default');
 const shortType = (url) => url.replace(/^type\.googleapis\.com\/envoy\.(config|extensions\.transport_sockets\.tls)\.[a-z_.]*v3\./, '');
 
 /** nacks lists a Dataplane's rejected xDS updates. */

@@ -28,7 +28,7 @@ spec:
   rules:
   - backendRefs: [{group: "", kind: Service, name: catalog, port: 80}]
 `;
-const DATAPLANES = ['loadgen-1', 'frontend-1', 'catalog-1', 'reviews-1', 'reviews-2'].map((d) => 'default/' + d);
+const DATAPLANES = ['loadgen-1', 'frontend-1', 'catalog-1', 'reviews-1', 'reviews-2', 'notifier-1'].map((d) => 'default/' + d);
 
 const problems = []; // page errors and console errors, fatal at the end of each step
 const ok = (msg) => console.log('ok: ' + msg);
@@ -101,12 +101,12 @@ try {
     return { ok: nodesOK && edgesOK, got };
   }, [SERVICES, EDGES]);
   ok('service graph: ' + EDGES.map(([a, b]) => `${a.split('/')[1]}→${b.split('/')[1]} "${graph.got[`${a} -> ${b}`].label}"`).join(', '));
-  await until(page, 'the overview cards: every dataplane connected, the control plane healthy', () => {
+  await until(page, 'the overview cards: every dataplane connected, the control plane healthy', (n) => {
     const t = (k) => document.querySelector(`[data-card="${k}"] .v`)?.textContent;
     const got = { dataplanes: t('dataplanes'), cp: t('control-plane'), rps: t('rps') };
-    return { ok: got.dataplanes === '5 / 5' && got.cp === 'healthy' && Number(got.rps) > 0, got };
-  });
-  ok('overview cards: 5 / 5 dataplanes connected, control plane healthy');
+    return { ok: got.dataplanes === `${n} / ${n}` && got.cp === 'healthy' && Number(got.rps) > 0, got };
+  }, DATAPLANES.length);
+  ok(`overview cards: ${DATAPLANES.length} / ${DATAPLANES.length} dataplanes connected, control plane healthy`);
   noProblems('overview');
   await shot(page, 'overview');
 
@@ -135,6 +135,33 @@ try {
   ok(`routes: reviews-canary accepted, ${route.got.rps} rps, ${route.got.text.match(/reviews-v1.*?rps/)?.[0] ?? ''}`);
   noProblems('routes');
   await shot(page, 'routes');
+
+  // Messaging: reviews publishes reviews.viewed through its sidecar's
+  // bridge, notifier's sidecar delivers it; Broker and Subscription accepted.
+  await view(page, 'messaging');
+  const msg = await until(page, 'the reviews.viewed topic with non-zero published and delivered rates, Broker events and Subscription notifier-reviews accepted', () => {
+    const tr = document.querySelector('table.topics tr[data-broker="events"][data-topic="reviews.viewed"][data-via="bridge"]');
+    const cond = (tbl, name, type) => document.querySelector(`table.${tbl} tr[data-name="${name}"] .cond[data-condition="${type}"]`)?.dataset.status;
+    const sub = document.querySelector('table.subscriptions tr[data-name="default/notifier-reviews"]');
+    const cells = tr ? [...tr.querySelectorAll('td')].map((td) => td.innerText.trim()) : [];
+    const got = tr ? {
+      row: cells.join(' | '), published: Number(cells[3]), delivered: Number(cells[4]),
+      broker: cond('brokers', 'default/events', 'Accepted'),
+      subAccepted: cond('subscriptions', 'default/notifier-reviews', 'Accepted'),
+      subRefs: cond('subscriptions', 'default/notifier-reviews', 'ResolvedRefs'),
+      sub: sub ? sub.innerText.replace(/\s+/g, ' ') : 'missing',
+      cards: document.querySelector('[data-card="published"] .v')?.textContent,
+    } : 'missing';
+    return {
+      ok: got !== 'missing' && got.published > 0 && got.delivered > 0 && cells[2] === 'HTTP bridge' &&
+        got.broker === 'True' && got.subAccepted === 'True' && got.subRefs === 'True' &&
+        /reviews\.viewed on events, group notifier notifier\/events\/reviews 2 3 deliveries .* reviews\.dead/.test(got.sub) && Number(got.cards) > 0,
+      got,
+    };
+  });
+  ok(`messaging: ${msg.got.row}; subscription "${msg.got.sub}"`);
+  noProblems('messaging');
+  await shot(page, 'messaging');
 
   // Resources: a resource with its status; no problem listed.
   await view(page, 'resources');
