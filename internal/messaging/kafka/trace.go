@@ -3,12 +3,13 @@ package kafka
 import (
 	"bytes"
 	"encoding/binary"
-	"encoding/hex"
 	"hash/crc32"
 	"math/rand/v2"
 
 	"github.com/twmb/franz-go/pkg/kbin"
 	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/trellis-mesh/trellis/internal/telemetry/traceparent"
 )
 
 // TraceHeader is the record header the proxy injects: W3C Trace Context's
@@ -16,9 +17,8 @@ import (
 // as OpenTelemetry's Kafka instrumentations read and write it.
 const TraceHeader = "traceparent"
 
-// traceValueLen is the length of a version-00 traceparent value:
-// "00-" + 32 hex + "-" + 16 hex + "-" + 2 hex.
-const traceValueLen = 55
+// traceValueLen is the length of a version-00 traceparent value.
+const traceValueLen = traceparent.Len
 
 // traceHeaderLen is what one injected header adds to a record: the key's
 // varint length (1 byte), the key, the value's varint length (1 byte) and
@@ -368,23 +368,6 @@ func (t *Tracer) appendHeader(dst []byte) []byte {
 	dst = kbin.AppendVarint(dst, int32(len(TraceHeader)))
 	dst = append(dst, TraceHeader...)
 	dst = kbin.AppendVarint(dst, traceValueLen)
-	dst = append(dst, "00-"...)
-	hi, lo := rand.Uint64(), rand.Uint64()
-	if hi == 0 && lo == 0 {
-		lo = 1 // an all-zero trace id is invalid
-	}
-	dst = appendHex(dst, hi)
-	dst = appendHex(dst, lo)
-	dst = append(dst, '-')
-	dst = appendHex(dst, rand.Uint64()|1) // a non-zero parent id
-	if t.Sampling >= 100 || (t.Sampling > 0 && rand.Float64()*100 < t.Sampling) {
-		return append(dst, "-01"...)
-	}
-	return append(dst, "-00"...)
+	return traceparent.Append(dst, t.Sampling >= 100 || (t.Sampling > 0 && rand.Float64()*100 < t.Sampling))
 }
 
-func appendHex(dst []byte, v uint64) []byte {
-	var b [8]byte
-	binary.BigEndian.PutUint64(b[:], v)
-	return hex.AppendEncode(dst, b[:])
-}
