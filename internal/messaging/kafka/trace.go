@@ -370,4 +370,3 @@ func (t *Tracer) appendHeader(dst []byte) []byte {
 	dst = kbin.AppendVarint(dst, traceValueLen)
 	return traceparent.Append(dst, t.Sampling >= 100 || (t.Sampling > 0 && rand.Float64()*100 < t.Sampling))
 }
-
