@@ -119,6 +119,38 @@ func (c *acc) add(s *series, cur, n int64, now time.Time, stale time.Duration) {
 
 type rowKey struct{ mesh, name, from string }
 
+// selector picks the series a Query reads and the row each is summed
+// into: a service query with a caller reads edges, one row per caller.
+type selector struct {
+	q    Query
+	kind Kind
+}
+
+func (q Query) selector() (selector, error) {
+	sel := selector{q: q, kind: q.Kind}
+	switch {
+	case q.From != "" && q.Kind == KindDataplane:
+		return selector{}, errors.New("from: only for services and routes")
+	case q.From != "" && q.Kind == KindService:
+		sel.kind = KindEdge
+	}
+	return sel, nil
+}
+
+// row is the row series k is summed into, or false when the query does not
+// read k.
+func (sel selector) row(k seriesKey) (rowKey, bool) {
+	q := sel.q
+	if k.kind != sel.kind || (q.Mesh != "" && k.mesh != q.Mesh) || !matches(k.name, q.Name) || !matches(k.from, q.From) {
+		return rowKey{}, false
+	}
+	rk := rowKey{k.mesh, k.name, ""}
+	if q.From != "" {
+		rk.from = k.from
+	}
+	return rk, true
+}
+
 // Stats answers a query. Services with no traffic are listed too (from
 // the resolver) when the query names no caller.
 func (a *Aggregator) Stats(q Query) (Result, error) {
@@ -126,24 +158,18 @@ func (a *Aggregator) Stats(q Query) (Result, error) {
 	if err != nil {
 		return Result{}, err
 	}
-	kind, from := q.Kind, q.From
-	switch {
-	case from != "" && kind == KindDataplane:
-		return Result{}, errors.New("from: only for services and routes")
-	case from != "" && kind == KindService:
-		kind = KindEdge
+	sel, err := q.selector()
+	if err != nil {
+		return Result{}, err
 	}
 	now := a.o.Now()
 	cur := a.interval(now)
 	accs := map[rowKey]*acc{}
 	a.mu.Lock()
 	for k, s := range a.series {
-		if k.kind != kind || (q.Mesh != "" && k.mesh != q.Mesh) || !matches(k.name, q.Name) || !matches(k.from, from) {
+		rk, ok := sel.row(k)
+		if !ok {
 			continue
-		}
-		rk := rowKey{k.mesh, k.name, ""}
-		if from != "" {
-			rk.from = k.from
 		}
 		c := accs[rk]
 		if c == nil {
@@ -153,7 +179,7 @@ func (a *Aggregator) Stats(q Query) (Result, error) {
 		c.add(s, cur, n, now, a.o.StaleAfter)
 	}
 	a.mu.Unlock()
-	if q.Kind == KindService && from == "" {
+	if q.Kind == KindService && q.From == "" {
 		for _, ref := range a.o.Resolver.Services() {
 			rk := rowKey{ref.Mesh, ref.Name, ""}
 			if accs[rk] == nil && (q.Mesh == "" || ref.Mesh == q.Mesh) && matches(ref.Name, q.Name) {

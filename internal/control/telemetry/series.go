@@ -82,12 +82,9 @@ func (a *Aggregator) Series(q SeriesQuery) (SeriesResult, error) {
 	if points > maxPoints {
 		return SeriesResult{}, fmt.Errorf("step: the window holds %d steps, at most %d (take a longer step)", points, maxPoints)
 	}
-	kind, from := q.Kind, q.From
-	switch {
-	case from != "" && kind == KindDataplane:
-		return SeriesResult{}, errors.New("from: only for services and routes")
-	case from != "" && kind == KindService:
-		kind = KindEdge
+	sel, err := Query{Kind: q.Kind, Mesh: q.Mesh, Name: q.Name, From: q.From}.selector()
+	if err != nil {
+		return SeriesResult{}, err
 	}
 	cur := a.interval(a.o.Now())
 	// The steps end at cur; the oldest one may be shorter when the window
@@ -101,12 +98,9 @@ func (a *Aggregator) Series(q SeriesQuery) (SeriesResult, error) {
 	sums := map[rowKey][]sum{}
 	a.mu.Lock()
 	for k, s := range a.series {
-		if k.kind != kind || (q.Mesh != "" && k.mesh != q.Mesh) || !matches(k.name, q.Name) || !matches(k.from, from) {
+		rk, ok := sel.row(k)
+		if !ok {
 			continue
-		}
-		rk := rowKey{k.mesh, k.name, ""}
-		if from != "" {
-			rk.from = k.from
 		}
 		ps := sums[rk]
 		if ps == nil {
